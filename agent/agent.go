@@ -1,0 +1,477 @@
+// Package agent is Peerpatch's workstation daemon: it learns of new releases from TUF metadata
+// served by a seeder (an untrusted mirror), downloads them from the swarm with every piece
+// checked against signed SHA-256 hashes, installs them atomically, reports to the seeder and
+// keeps seeding for its neighbours.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peerpatch/peerpatch/pkg/api"
+	"github.com/peerpatch/peerpatch/pkg/deploy"
+	"github.com/peerpatch/peerpatch/pkg/release"
+	"github.com/peerpatch/peerpatch/pkg/store"
+	"github.com/peerpatch/peerpatch/pkg/swarm"
+	"github.com/peerpatch/peerpatch/pkg/trust"
+)
+
+// Sentinel errors.
+var (
+	// ErrNoRelease: the channel has no release in the signed metadata.
+	ErrNoRelease = errors.New("no release published on this channel")
+	// ErrRollback: the signed metadata offers an older version than one already trusted.
+	ErrRollback = errors.New("rollback refused")
+	// ErrNotInstalled: --once ended without the newest release installed.
+	ErrNotInstalled = errors.New("newest release not installed")
+)
+
+// Layout of DataDir.
+const (
+	stateFile = "state.db"
+	tufDir    = "tuf"
+	swarmDir  = "swarm"
+)
+
+// held is a release whose swarm copy the agent keeps and seeds.
+type held struct {
+	Manifest release.Manifest `json:"manifest"`
+	Pieces   []byte           `json:"pieces"`
+	Torrent  []byte           `json:"torrent"`
+}
+
+// Keys of the agent's state bucket.
+const (
+	keyID        = "id"
+	keyInstalled = "installed/" // + channel → version
+	keyPrevious  = "previous/"  // + channel → version
+	keyTrusted   = "trusted/"   // + channel → highest version ever trusted
+	keyHeld      = "held/"      // + channel/version → held
+)
+
+// Agent is a running agent.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *store.DB
+	id       string
+	hostname string
+	tuf      []*trust.Client // one per seeder
+	http     *http.Client
+	swarm    *swarm.Client
+
+	mu       sync.Mutex
+	torrents map[string]*swarm.Torrent // by version
+}
+
+// Run runs the agent until ctx ends (returning nil) or, with Once, for one update cycle:
+// nil if the channel's newest release is installed, an error saying why not otherwise.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := open(cfg)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	a.resume()
+	for {
+		err := a.cycle(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if cfg.Once {
+			return err
+		}
+		if err != nil {
+			a.log.Error("update cycle failed", "err", err)
+		}
+		wait := time.Duration(float64(cfg.Interval) * (0.8 + 0.4*mrand.Float64()))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func open(cfg Config) (a *Agent, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	root, err := os.ReadFile(cfg.TrustFile)
+	if err != nil {
+		return nil, fmt.Errorf("read --trust: %w", err)
+	}
+	token, err := deploy.ReadToken(cfg.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	a = &Agent{cfg: cfg, log: cfg.Logger, torrents: make(map[string]*swarm.Torrent)}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create --data %q: %w", cfg.DataDir, err)
+	}
+	if a.db, err = store.Open(filepath.Join(cfg.DataDir, stateFile)); err != nil {
+		return nil, err
+	}
+	if a.id, err = a.identity(); err != nil {
+		return nil, err
+	}
+	a.hostname, _ = os.Hostname()
+	auth := api.NewAuth(string(token), cfg.Seeders...)
+	transport := auth.Transport(nil)
+	a.http = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	for i, s := range cfg.Seeders {
+		c, err := trust.NewClient(trust.ClientConfig{
+			MetadataDir: filepath.Join(cfg.DataDir, tufDir, fmt.Sprint(i)),
+			Root:        root,
+			MetadataURL: s + api.PathTUF,
+			TargetsURL:  s + api.PathTUF + "targets/",
+			Transport:   transport,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("trust client for %s: %w", s, err)
+		}
+		a.tuf = append(a.tuf, c)
+	}
+	a.swarm, err = swarm.New(swarm.Config{
+		DataDir:           filepath.Join(cfg.DataDir, swarmDir),
+		ListenAddr:        cfg.PeerListen,
+		UploadRate:        cfg.UploadRate,
+		DownloadRate:      cfg.DownloadRate,
+		PersistCompletion: true,
+		Authorize:         auth.Authorize,
+		Logger:            a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.log.Info("agent started", "id", a.id, "channel", cfg.Channel, "peerPort", a.swarm.Port())
+	return a, nil
+}
+
+func (a *Agent) close() {
+	if a.swarm != nil {
+		a.swarm.Close()
+	}
+	if a.db != nil {
+		a.db.Close()
+	}
+}
+
+// identity returns the agent's persistent random id.
+func (a *Agent) identity() (string, error) {
+	var id string
+	err := a.db.Get(store.State, keyID, &id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return "", err
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	id = hex.EncodeToString(b)
+	return id, a.db.Put(store.State, keyID, id)
+}
+
+func (a *Agent) getString(key string) string {
+	var v string
+	if err := a.db.Get(store.State, key, &v); err != nil && !errors.Is(err, store.ErrNotFound) {
+		a.log.Error("read state", "key", key, "err", err)
+	}
+	return v
+}
+
+// resume seeds again the releases the agent holds (installed, previous, or half-downloaded).
+func (a *Agent) resume() {
+	err := a.db.ForEach(store.State, func(key string, raw []byte) error {
+		if !strings.HasPrefix(key, keyHeld) {
+			return nil
+		}
+		var h held
+		if err := json.Unmarshal(raw, &h); err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		if _, err := a.add(&h); err != nil {
+			a.log.Warn("cannot seed held release", "version", h.Manifest.Version, "err", err)
+		}
+		return nil
+	})
+	if err != nil {
+		a.log.Error("read held releases", "err", err)
+	}
+}
+
+// add puts a held release into the swarm (once).
+func (a *Agent) add(h *held) (*swarm.Torrent, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t := a.torrents[h.Manifest.Version]; t != nil {
+		return t, nil
+	}
+	m := &h.Manifest
+	pieces, err := release.DecodePieces(h.Pieces, m.NumPieces())
+	if err != nil {
+		return nil, err
+	}
+	tf, err := swarm.CheckMetainfo(h.Torrent, m)
+	if err != nil {
+		return nil, err
+	}
+	var trackers []string
+	for _, s := range a.cfg.Seeders {
+		trackers = append(trackers, s+api.PathAnnounce)
+	}
+	t, err := a.swarm.Add(swarm.Spec{Torrent: tf, Manifest: m, Pieces: pieces, Dir: a.swarmPath(m), Trackers: trackers})
+	if err != nil {
+		return nil, err
+	}
+	a.torrents[m.Version] = t
+	return t, nil
+}
+
+func (a *Agent) swarmPath(m *release.Manifest) string {
+	return filepath.Join(a.cfg.DataDir, swarmDir, m.InfoHash)
+}
+
+// newest refreshes the signed metadata from the first seeder that answers and returns the
+// channel's newest release.
+func (a *Agent) newest() (*release.Manifest, trust.Target, *trust.Client, error) {
+	var errs []error
+	for i, c := range a.tuf {
+		if err := c.Refresh(); err != nil {
+			errs = append(errs, fmt.Errorf("seeder %s: %w", a.cfg.Seeders[i], err))
+			continue
+		}
+		var best *release.Manifest
+		var bestT trust.Target
+		prefix := "releases/" + a.cfg.Channel + "/"
+		for _, t := range c.Targets() {
+			if !strings.HasPrefix(t.Name, prefix) || !strings.HasSuffix(t.Name, "/bundle") {
+				continue
+			}
+			m, err := release.ParseManifest(t.Custom)
+			if err != nil {
+				a.log.Warn("ignoring target with a bad manifest", "target", t.Name, "err", err)
+				continue
+			}
+			if m.Channel != a.cfg.Channel || t.Name != release.BundleTarget(m.Channel, m.Version) {
+				a.log.Warn("ignoring target whose manifest names another release", "target", t.Name)
+				continue
+			}
+			if best == nil || release.CompareVersions(m.Version, best.Version) > 0 {
+				best, bestT = m, t
+			}
+		}
+		if best == nil {
+			return nil, trust.Target{}, nil, fmt.Errorf("channel %q: %w", a.cfg.Channel, ErrNoRelease)
+		}
+		return best, bestT, c, nil
+	}
+	return nil, trust.Target{}, nil, fmt.Errorf("refresh metadata: %w", errors.Join(errs...))
+}
+
+// cycle is one update: refresh metadata, download and install the newest release if needed.
+func (a *Agent) cycle(ctx context.Context) error {
+	installed := a.getString(keyInstalled + a.cfg.Channel)
+	m, bundle, tc, err := a.newest()
+	if err != nil {
+		a.report(ctx, api.Report{State: api.StateFailed, Error: err.Error()})
+		return err
+	}
+	if err := a.trustVersion(m.Version); err != nil {
+		a.report(ctx, api.Report{State: api.StateFailed, Error: err.Error()})
+		return err
+	}
+	if installed == m.Version {
+		a.report(ctx, api.Report{State: api.StateInstalled})
+		return nil
+	}
+	log := a.log.With("channel", m.Channel, "version", m.Version)
+	t, err := a.fetch(ctx, m, tc, log)
+	if err == nil {
+		a.report(ctx, api.Report{State: api.StateInstalling, TargetVersion: m.Version})
+		err = a.install(ctx, m, bundle, log)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			a.report(ctx, api.Report{State: api.StateFailed, TargetVersion: m.Version, Error: err.Error()})
+		}
+		return fmt.Errorf("update to %s %s: %w", m.Channel, m.Version, err)
+	}
+	st := t.Stats()
+	log.Info("installed", "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "badPieces", st.BadPieces)
+	a.report(ctx, api.Report{State: api.StateInstalled, Completed: st.Completed, Total: st.Total,
+		BytesFromPeers: st.FromPeers, BytesFromOrigin: st.FromOrigin, Uploaded: st.Uploaded})
+	a.prune()
+	return nil
+}
+
+// trustVersion records v as trusted, refusing a version below the highest ever trusted.
+func (a *Agent) trustVersion(v string) error {
+	key := keyTrusted + a.cfg.Channel
+	return a.db.Update(store.State, func(get, put func(string, any) error) error {
+		var highest string
+		if err := get(key, &highest); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if highest != "" && release.CompareVersions(v, highest) < 0 {
+			return fmt.Errorf("signed metadata offers %s %s, but %s was already trusted: %w", a.cfg.Channel, v, highest, ErrRollback)
+		}
+		if v == highest {
+			return nil
+		}
+		return put(key, v)
+	})
+}
+
+// fetch downloads a release into the swarm directory, every piece verified as it arrives.
+func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client, log *slog.Logger) (*swarm.Torrent, error) {
+	h := &held{Manifest: *m}
+	key := keyHeld + m.Channel + "/" + m.Version
+	if err := a.db.Get(store.State, key, h); errors.Is(err, store.ErrNotFound) {
+		if h.Pieces, err = tc.Download(release.PiecesTarget(m.Channel, m.Version)); err != nil {
+			return nil, fmt.Errorf("fetch piece hashes: %w", err)
+		}
+		if h.Torrent, err = a.fetchTorrent(ctx, m); err != nil {
+			return nil, err
+		}
+		if _, err := swarm.CheckMetainfo(h.Torrent, m); err != nil {
+			return nil, err
+		}
+		if err := a.db.Put(store.State, key, h); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	t, err := a.add(h)
+	if err != nil {
+		return nil, err
+	}
+	start := t.Stats()
+	log.Info("downloading", "bytes", start.Total, "verifiedAlready", start.Completed)
+	var lastReport time.Time
+	err = t.Download(ctx, swarm.DownloadOptions{
+		FallbackAfter: a.cfg.FallbackAfter,
+		StallTimeout:  a.cfg.StallTimeout,
+		Progress: func(s swarm.Stats) {
+			log.Debug("progress", "completed", s.Completed, "total", s.Total, "fromPeers", s.FromPeers, "fromOrigin", s.FromOrigin, "peers", s.Peers)
+			if time.Since(lastReport) >= 2*time.Second {
+				lastReport = time.Now()
+				a.report(ctx, api.Report{State: api.StateDownloading, TargetVersion: m.Version, Completed: s.Completed,
+					Total: s.Total, BytesFromPeers: s.FromPeers, BytesFromOrigin: s.FromOrigin, Uploaded: s.Uploaded})
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := t.Stats()
+	log.Info("downloaded", "received", st.FromPeers+st.FromOrigin, "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin)
+	return t, nil
+}
+
+// fetchTorrent gets the release's .torrent from the first seeder that has it.
+func (a *Agent) fetchTorrent(ctx context.Context, m *release.Manifest) ([]byte, error) {
+	var errs []error
+	for _, s := range a.cfg.Seeders {
+		b, err := a.get(ctx, s+api.PathTorrent+m.Channel+"/"+m.Version, swarm.MaxMetainfoSize)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("fetch torrent: %w", errors.Join(errs...))
+}
+
+func (a *Agent) get(ctx context.Context, url string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, api.ErrorText(resp.StatusCode, b))
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("GET %s: answer over %d bytes", url, limit)
+	}
+	return b, nil
+}
+
+// report tells the seeders the agent's state; failures are logged, not fatal.
+func (a *Agent) report(ctx context.Context, r api.Report) {
+	r.ID, r.Hostname, r.Channel = a.id, a.hostname, a.cfg.Channel
+	r.InstalledVersion = a.getString(keyInstalled + a.cfg.Channel)
+	body, _ := json.Marshal(r)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, s := range a.cfg.Seeders {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s+api.PathReport, bytes.NewReader(body))
+		if err != nil {
+			continue
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := a.http.Do(req)
+		if err != nil {
+			a.log.Debug("report failed", "seeder", s, "err", err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNoContent {
+			return
+		}
+	}
+}
+
+// prune stops seeding and deletes the swarm copies of releases older than the previous one.
+func (a *Agent) prune() {
+	keep := map[string]bool{
+		a.getString(keyInstalled + a.cfg.Channel): true,
+		a.getString(keyPrevious + a.cfg.Channel):  true,
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for v, t := range a.torrents {
+		if keep[v] {
+			continue
+		}
+		t.Drop()
+		delete(a.torrents, v)
+		var h held
+		key := keyHeld + a.cfg.Channel + "/" + v
+		if err := a.db.Get(store.State, key, &h); err == nil {
+			if err := os.RemoveAll(a.swarmPath(&h.Manifest)); err != nil {
+				a.log.Warn("remove old swarm copy", "version", v, "err", err)
+			}
+		}
+		a.db.Delete(store.State, key)
+	}
+}

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"github.com/urfave/cli/v2"
+
+	"github.com/peerpatch/peerpatch/agent"
+	"github.com/peerpatch/peerpatch/demo"
+	"github.com/peerpatch/peerpatch/pkg/deploy"
+	"github.com/peerpatch/peerpatch/seeder"
+	"github.com/peerpatch/peerpatch/seeder/adminclient"
+)
+
+// run builds the CLI and runs it; errors become one line on stderr and exit status 1.
+func run(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app := newApp(os.Stdout, os.Stderr)
+	if err := app.RunContext(ctx, args); err != nil {
+		fmt.Fprintf(os.Stderr, "peerpatch: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:  "peerpatch",
+		Usage: "publish software releases and deliver them to a fleet over a private, verified BitTorrent swarm",
+		Description: "An admin publishes a release to a seeder, which signs it into TUF metadata and seeds it.\n" +
+			"Agents on every workstation download it mostly from each other, verify every byte against\n" +
+			"the signed metadata, install it atomically and keep seeding. Start with `peerpatch demo`.",
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
+		Commands: []*cli.Command{
+			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), demoCommand(),
+		},
+	}
+}
+
+// logger builds the slog logger of the global flags; logs go to stderr.
+func logger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))
+}
+
+// rate parses a byte rate flag such as "20MiB" or "0" (unlimited).
+func rate(c *cli.Context, name string) (int64, error) {
+	s := c.String(name)
+	if s == "" || s == "0" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil {
+		return 0, fmt.Errorf("--%s %q: want bytes per second such as 8MiB: %w", name, s, err)
+	}
+	return int64(n), nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "init",
+		Usage: "create a new deployment: trust anchor, keys and tokens",
+		Description: "Writes D/root.json (the trust anchor every agent installs), private keys under D/keys\n" +
+			"(mode 0600; root keys 2-of-3, targets key for publish, snapshot and timestamp keys for the\n" +
+			"seeder), D/admin.token (publish, status) and D/agent.token (fleet enrolment).\n" +
+			"Refuses to touch an existing D. Keep the root keys offline.",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "dir", Required: true, Usage: "new deployment directory `D`"}},
+		Action: func(c *cli.Context) error {
+			if err := deploy.Init(c.String("dir"), time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.App.Writer, "deployment created in %s\n", c.String("dir"))
+			return nil
+		},
+	}
+}
+
+func seederCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "seeder",
+		Usage: "run the origin: release store, TUF metadata, tracker, BitTorrent seed and web seed",
+		Description: "Serves until SIGINT or SIGTERM, then exits 0. Writes only under --data; restarting on\n" +
+			"the same --data resumes seeding everything published. GET /healthz answers 200 once ready.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Required: true, Usage: "state and release directory `S`"},
+			&cli.StringFlag{Name: "listen", Required: true, Usage: "`HOST:PORT` of the HTTP API, web seed and tracker"},
+			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (online keys, tokens)"},
+			&cli.StringFlag{Name: "public-url", Usage: "base `URL` agents use (default http://--listen)"},
+			&cli.StringSliceFlag{Name: "webseed", Usage: "extra web-seed mirror `URL` serving a copy of S/releases (repeatable)"},
+			&cli.StringFlag{Name: "peer-listen", Usage: "`HOST:PORT` for BitTorrent peers (default: --listen host, any port)"},
+			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "cap on what the origin sends, e.g. 50MiB (per second; 0 = unlimited)"},
+			&cli.IntFlag{Name: "max-peers", Value: 2, Usage: "origin connections per release; fewer make agents share more"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			up, err := rate(c, "upload-rate")
+			if err != nil {
+				return err
+			}
+			return seeder.Run(c.Context, seeder.Config{
+				DataDir: c.String("data"), Listen: c.String("listen"), KeysDir: c.String("keys"),
+				PublicURL: c.String("public-url"), WebSeeds: c.StringSlice("webseed"),
+				PeerListen: c.String("peer-listen"), UploadRate: up, MaxPeersPerRelease: c.Int("max-peers"),
+				Logger: log,
+			})
+		},
+	}
+}
+
+func publishCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "publish",
+		Usage:     "publish a file or directory as a new release of a channel",
+		ArgsUsage: "PATH",
+		Description: "Hashes PATH, builds its torrent, signs it into the TUF targets with the targets key in\n" +
+			"--keys and streams it to the seeder. Exits 0 once the seeder has stored, signed and begun\n" +
+			"seeding the release. --version must be greater than the channel's current version.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (targets key, admin token)"},
+			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel`, e.g. stable"},
+			&cli.StringFlag{Name: "version", Required: true, Usage: "release `version` (semver, e.g. 1.4.2)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return fmt.Errorf("publish: want exactly one PATH argument, got %d", c.NArg())
+			}
+			cl, err := adminclient.New(c.String("seeder"), c.String("keys"))
+			if err != nil {
+				return err
+			}
+			res, err := cl.Publish(c.Context, c.String("keys"), c.String("channel"), c.String("version"), c.Args().First())
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, res)
+			}
+			fmt.Fprintf(c.App.Writer, "published %s %s: %s in %d files, %d pieces, infohash %s\n",
+				res.Channel, res.Version, humanize.IBytes(uint64(res.Length)), res.Files, res.Pieces, res.InfoHash)
+			return nil
+		},
+	}
+}
+
+func agentCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Usage: "keep a workstation on the newest release of a channel, and seed it for neighbours",
+		Description: "Keeps --install-dir/current (a symlink) pointing at the installed release, whose contents\n" +
+			"equal the published PATH; --install-dir/previous points at the one before.\n" +
+			"--once: one update cycle, then exit 0 if the channel's newest release is installed,\n" +
+			"non-zero otherwise. Without --once: runs until signalled, seeding what it holds.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "data", Required: true, Usage: "agent state directory `A`"},
+			&cli.StringSliceFlag{Name: "seeder", Required: true, Usage: "seeder base `URL` (repeatable, tried in order)"},
+			&cli.StringFlag{Name: "trust", Required: true, Usage: "the deployment's `root.json`"},
+			&cli.StringFlag{Name: "token-file", Required: true, Usage: "`file` holding the agent token"},
+			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel` to follow"},
+			&cli.StringFlag{Name: "install-dir", Required: true, Usage: "install directory `I`"},
+			&cli.BoolFlag{Name: "once", Usage: "run one update cycle and exit"},
+			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between update checks (jittered ±20%)"},
+			&cli.StringFlag{Name: "peer-listen", Value: "0.0.0.0:0", Usage: "`HOST:PORT` for BitTorrent peers"},
+			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "upload cap per second, e.g. 10MiB (0 = unlimited)"},
+			&cli.StringFlag{Name: "download-rate", Value: "0", Usage: "download cap per second (0 = unlimited)"},
+			&cli.DurationFlag{Name: "fallback-after", Value: 10 * time.Second, Usage: "use web seeds after this long without progress"},
+			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "fail a download after this long without progress"},
+		},
+		Action: func(c *cli.Context) error {
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			up, err := rate(c, "upload-rate")
+			if err != nil {
+				return err
+			}
+			down, err := rate(c, "download-rate")
+			if err != nil {
+				return err
+			}
+			return agent.Run(c.Context, agent.Config{
+				DataDir: c.String("data"), Seeders: c.StringSlice("seeder"), TrustFile: c.String("trust"),
+				TokenFile: c.String("token-file"), Channel: c.String("channel"), InstallDir: c.String("install-dir"),
+				Once: c.Bool("once"), Interval: c.Duration("interval"), PeerListen: c.String("peer-listen"),
+				UploadRate: up, DownloadRate: down, FallbackAfter: c.Duration("fallback-after"),
+				StallTimeout: c.Duration("stall-timeout"), Logger: log,
+			})
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show the fleet: each agent's channel, installed version and state, and each release",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (admin token)"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON: a top-level \"agents\" array and a \"releases\" array"},
+		},
+		Action: func(c *cli.Context) error {
+			cl, err := adminclient.New(c.String("seeder"), c.String("keys"))
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(c.Context)
+			if err != nil {
+				return fmt.Errorf("status: %w", err)
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, st)
+			}
+			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "AGENT\tHOST\tCHANNEL\tINSTALLED\tSTATE\tPROGRESS\tFROM PEERS\tFROM ORIGIN\tLAST REPORT\tERROR")
+			for _, a := range st.Agents {
+				progress := "-"
+				if a.Total > 0 {
+					progress = fmt.Sprintf("%.0f%%", 100*float64(a.Completed)/float64(a.Total))
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.Channel,
+					orDash(a.InstalledVersion), a.State, progress, humanize.IBytes(uint64(a.BytesFromPeers)),
+					humanize.IBytes(uint64(a.BytesFromOrigin)), humanize.Time(a.Time), oneLine(a.Error))
+			}
+			fmt.Fprintln(w, "\nCHANNEL\tVERSION\tSIZE\tPEERS\tSEEDERS\tORIGIN SENT\tPUBLISHED")
+			for _, r := range st.Releases {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Channel, r.Version, humanize.IBytes(uint64(r.Length)),
+					r.Peers, r.Seeders, humanize.IBytes(uint64(r.OriginBytes)), r.PublishedAt.Format(time.RFC3339))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "run the whole story on this machine: a deployment, a seeder, N agents and a release",
+		Description: "Creates a temporary deployment, starts a seeder and N agents on loopback with upload caps\n" +
+			"(the seeder no faster than an agent, so the swarm matters), publishes a generated release,\n" +
+			"shows live progress, and prints the time, bytes from the origin versus from peers, and\n" +
+			"the verification result. Cleans up after itself.",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "agents", Value: 5, Usage: "number of agents"},
+			&cli.StringFlag{Name: "size", Value: "64MiB", Usage: "release size in `BYTES` (e.g. 64MiB)"},
+			&cli.StringFlag{Name: "rate", Value: "16MiB", Usage: "upload cap per second of the seeder and of each agent"},
+			&cli.IntFlag{Name: "origin-peers", Usage: "the seeder's connections per release (default: the seeder's --max-peers default)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the summary as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			size, err := humanize.ParseBytes(c.String("size"))
+			if err != nil || size == 0 {
+				return fmt.Errorf("--size %q: want a byte count such as 64MiB", c.String("size"))
+			}
+			r, err := rate(c, "rate")
+			if err != nil {
+				return err
+			}
+			if c.Int("agents") < 1 {
+				return fmt.Errorf("--agents must be at least 1")
+			}
+			log, err := logger(c)
+			if err != nil {
+				return err
+			}
+			sum, err := demo.Run(c.Context, demo.Config{
+				Agents: c.Int("agents"), Size: int64(size), Rate: r, OriginPeers: c.Int("origin-peers"),
+				Out: c.App.Writer, Logger: log,
+			})
+			if err != nil {
+				return fmt.Errorf("demo: %w", err)
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, sum)
+			}
+			if !sum.OK() {
+				return errors.New("demo: not every agent installed a verified release")
+			}
+			return nil
+		},
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}

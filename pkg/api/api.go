@@ -1,0 +1,101 @@
+// Package api defines the seeder's HTTP API: its paths and the JSON documents exchanged by the
+// seeder, agents and the admin commands. Everything an agent receives here is untrusted: only
+// what TUF metadata signs is believed.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Paths served by the seeder.
+const (
+	PathHealth   = "/healthz"
+	PathTUF      = "/tuf/"     // TUF metadata by file name; targets under /tuf/targets/
+	PathWebSeed  = "/webseed/" // release files: /webseed/<channel>/<version>/<name>[/<path>]
+	PathAnnounce = "/announce" // BitTorrent tracker
+	PathPublish  = "/api/v1/publish"
+	PathTorrent  = "/api/v1/torrent/" // /api/v1/torrent/<channel>/<version>
+	PathReport   = "/api/v1/report"
+	PathStatus   = "/api/v1/status"
+)
+
+// Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new
+// signed targets.json, followed by one part per release file, named PartFile, whose file name
+// is the file's slash path in the release, in manifest order.
+const (
+	PartTargets = "targets"
+	PartFile    = "file"
+)
+
+// Agent states.
+const (
+	StateIdle        = "idle"
+	StateDownloading = "downloading"
+	StateInstalling  = "installing"
+	StateInstalled   = "installed"
+	StateFailed      = "failed"
+)
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}
+
+// Published answers a successful publish.
+type Published struct {
+	Channel  string `json:"channel"`
+	Version  string `json:"version"`
+	InfoHash string `json:"infohash"`
+	Length   int64  `json:"length"`
+	Files    int    `json:"files"`
+	Pieces   int    `json:"pieces"`
+}
+
+// Report is what an agent tells the seeder about itself.
+type Report struct {
+	ID               string    `json:"id"`
+	Hostname         string    `json:"hostname"`
+	Channel          string    `json:"channel"`
+	InstalledVersion string    `json:"installed_version"`
+	State            string    `json:"state"`
+	TargetVersion    string    `json:"target_version,omitempty"`
+	Completed        int64     `json:"completed_bytes"`
+	Total            int64     `json:"total_bytes"`
+	BytesFromPeers   int64     `json:"bytes_from_peers"`
+	BytesFromOrigin  int64     `json:"bytes_from_origin"`
+	Uploaded         int64     `json:"uploaded_bytes"`
+	Error            string    `json:"error,omitempty"`
+	Time             time.Time `json:"time"`
+}
+
+// Release is one published release as the seeder sees it.
+type Release struct {
+	Channel     string    `json:"channel"`
+	Version     string    `json:"version"`
+	InfoHash    string    `json:"infohash"`
+	Length      int64     `json:"length"`
+	PublishedAt time.Time `json:"published_at"`
+	// OriginBytes is what this seeder sent of the release: to peers and as a web seed.
+	OriginBytes int64 `json:"origin_bytes"`
+	Peers       int   `json:"peers"`
+	Seeders     int   `json:"seeders"`
+}
+
+// Status is the fleet view.
+type Status struct {
+	Agents   []Report  `json:"agents"`
+	Releases []Release `json:"releases"`
+}
+
+// ErrorText renders a non-2xx answer for an error message: the seeder's error text if the body
+// is an Error document, else the status.
+func ErrorText(code int, body []byte) string {
+	var e Error
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return fmt.Sprintf("%s (HTTP %d)", e.Error, code)
+	}
+	return fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
+}

@@ -1,0 +1,236 @@
+// Package swarm runs Peerpatch's private BitTorrent swarm. It is the only package that imports
+// github.com/anacrolix/torrent: the client configuration for an enterprise swarm (no DHT, no PEX,
+// no UPnP, no WebTorrent, no uTP; peers only from Peerpatch's tracker), storage that counts a
+// piece only when its SHA-256 matches the signed metadata, rate limits, web seeds held back as a
+// fallback, the announce loop, and the tracker's peer store.
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
+)
+
+// Sentinel errors.
+var (
+	// ErrNotRegistered: the library tried to open storage for a torrent Peerpatch did not add.
+	ErrNotRegistered = errors.New("torrent not registered with signed piece hashes")
+	// ErrMetadataMismatch: a torrent disagrees with the signed release metadata.
+	ErrMetadataMismatch = errors.New("torrent disagrees with signed metadata")
+	// ErrStalled: a download made no progress for the stall timeout.
+	ErrStalled = errors.New("download stalled")
+	// ErrClosed: the client was closed.
+	ErrClosed = errors.New("swarm client closed")
+)
+
+// Peer ID prefixes (Azureus style). The origin's prefix lets agents count bytes from the origin
+// apart from bytes from their neighbours; it is used for statistics only, never for trust.
+const (
+	OriginPeerIDPrefix = "-PPO001-"
+	AgentPeerIDPrefix  = "-PPA001-"
+)
+
+// Config configures a swarm client.
+type Config struct {
+	// DataDir holds piece completion state; torrent data goes where Add says.
+	DataDir string
+	// ListenAddr is the host:port for peer connections; port 0 picks one.
+	ListenAddr string
+	// Origin marks the seeder's client (peer ID prefix, connection cap).
+	Origin bool
+	// UploadRate and DownloadRate cap the client's peer traffic in bytes per second; 0 is
+	// unlimited. DownloadRate also caps web-seed reads.
+	UploadRate, DownloadRate int64
+	// MaxConnsPerTorrent caps established peer connections per torrent (default 50).
+	MaxConnsPerTorrent int
+	// PersistCompletion keeps piece completion in a bbolt file under DataDir, so a restarted
+	// client resumes without fetching verified pieces again. Without it, completion is taken
+	// from complete files on disk (the seeder's case: it holds only complete releases).
+	PersistCompletion bool
+	// Authorize adds the deployment's credential to tracker and web-seed requests bound for a
+	// seeder (see api.Auth); nil sends none.
+	Authorize func(*http.Request)
+	// Logger receives the client's logs.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.ListenAddr == "" {
+		c.ListenAddr = "127.0.0.1:0"
+	}
+	if c.MaxConnsPerTorrent <= 0 {
+		c.MaxConnsPerTorrent = 50
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Authorize == nil {
+		c.Authorize = func(*http.Request) {}
+	}
+}
+
+// Client is a swarm client: it seeds and downloads the torrents added to it.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	cl      *torrent.Client
+	storage *verifyingStorage
+	peerID  [20]byte
+
+	mu       sync.Mutex
+	torrents map[[20]byte]*Torrent
+	origins  map[*torrent.Peer]bool // connections to the origin, for byte accounting
+
+	upload *rate.Limiter // nil when unlimited
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a swarm client. Close it when done.
+func New(cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	host, portStr, err := net.SplitHostPort(cfg.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("swarm listen address %q: %w", cfg.ListenAddr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("swarm listen address %q: bad port: %w", cfg.ListenAddr, err)
+	}
+	var completion storage.PieceCompletion
+	if cfg.PersistCompletion {
+		completion, err = storage.NewBoltPieceCompletion(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("open piece completion in %q: %w", cfg.DataDir, err)
+		}
+	} else {
+		completion = storage.NewMapPieceCompletion()
+	}
+	c := &Client{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		storage:  newVerifyingStorage(cfg.DataDir, completion),
+		torrents: make(map[[20]byte]*Torrent),
+		origins:  make(map[*torrent.Peer]bool),
+	}
+	prefix := AgentPeerIDPrefix
+	if cfg.Origin {
+		prefix = OriginPeerIDPrefix
+	}
+	c.peerID = newPeerID(prefix)
+
+	tc := torrent.NewDefaultClientConfig()
+	tc.DataDir = cfg.DataDir
+	tc.DefaultStorage = c.storage
+	tc.PeerID = string(c.peerID[:])
+	tc.SetListenAddr(net.JoinHostPort(host, strconv.Itoa(port)))
+	if ip := net.ParseIP(host); ip != nil {
+		// A literal address binds one family only.
+		tc.DisableIPv6 = ip.To4() != nil
+		tc.DisableIPv4 = ip.To4() == nil
+	}
+	tc.Seed = true
+	tc.NoDHT = true
+	tc.DisablePEX = true
+	tc.NoDefaultPortForwarding = true
+	tc.DisableWebtorrent = true
+	tc.DisableUTP = true
+	tc.DisableTrackers = true // Peerpatch announces itself; see announce.go.
+	tc.MaxUnverifiedBytes = 0 // the default limit starves uploads among agents early on
+	tc.EstablishedConnsPerTorrent = cfg.MaxConnsPerTorrent
+	tc.WebTransport = authorizing(cfg.Authorize)
+	tc.Slogger = cfg.Logger.With("component", "bittorrent")
+	if cfg.UploadRate > 0 {
+		c.upload = rate.NewLimiter(rate.Limit(cfg.UploadRate), burst(cfg.UploadRate))
+		tc.UploadRateLimiter = c.upload
+	}
+	if cfg.DownloadRate > 0 {
+		tc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), burst(cfg.DownloadRate))
+	}
+	tc.Callbacks.CompletedHandshake = c.onHandshake
+	tc.Callbacks.PeerConnClosed = c.onConnClosed
+	tc.Callbacks.ReceivedUsefulData = append(tc.Callbacks.ReceivedUsefulData, c.onUsefulData)
+
+	cl, err := torrent.NewClient(tc)
+	if err != nil {
+		completion.Close()
+		return nil, fmt.Errorf("start swarm client on %s: %w", cfg.ListenAddr, err)
+	}
+	c.cl = cl
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// burst sizes a limiter's bucket: at least a few 16 KiB chunks and the 64 KiB the library
+// reads at once, at most a tenth of a second of traffic above that.
+func burst(rate int64) int {
+	return int(max(256<<10, min(rate/10, math.MaxInt32)))
+}
+
+// UploadLimiter is the client's upload rate limiter, nil when unlimited. The seeder's web seed
+// shares it, so peers and web-seed readers together stay within one upload budget.
+func (c *Client) UploadLimiter() *rate.Limiter { return c.upload }
+
+// Port is the port the client accepts peer connections on.
+func (c *Client) Port() int { return c.cl.LocalPort() }
+
+// Close drops every torrent and stops the client.
+func (c *Client) Close() error {
+	c.cancel()
+	c.wg.Wait()
+	c.cl.Close()
+	<-c.cl.Closed()
+	return c.storage.Close()
+}
+
+func (c *Client) onHandshake(pc *torrent.PeerConn, _ torrent.InfoHash) {
+	if string(pc.PeerID[:len(OriginPeerIDPrefix)]) != OriginPeerIDPrefix {
+		return
+	}
+	c.mu.Lock()
+	c.origins[&pc.Peer] = true
+	c.mu.Unlock()
+}
+
+func (c *Client) onConnClosed(pc *torrent.PeerConn) {
+	c.mu.Lock()
+	delete(c.origins, &pc.Peer)
+	c.mu.Unlock()
+}
+
+func (c *Client) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
+	n := int64(len(ev.Message.Piece))
+	c.mu.Lock()
+	t := c.torrents[ev.Peer.Torrent().InfoHash()]
+	origin := ev.Peer.Network == "http" || c.origins[ev.Peer]
+	c.mu.Unlock()
+	if t == nil {
+		return
+	}
+	if origin {
+		t.fromOrigin.Add(n)
+	} else {
+		t.fromPeers.Add(n)
+	}
+}
+
+// authorizing is a transport that authorizes each request before sending it.
+type authorizing func(*http.Request)
+
+func (a authorizing) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	a(r)
+	return http.DefaultTransport.RoundTrip(r)
+}

@@ -1,0 +1,240 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/peerpatch/peerpatch/pkg/release"
+	"github.com/peerpatch/peerpatch/pkg/verify"
+)
+
+// Spec describes a torrent to add to a Client.
+type Spec struct {
+	// Torrent is the checked .torrent (see CheckMetainfo).
+	Torrent *TorrentFile
+	// Manifest is the release's signed manifest.
+	Manifest *release.Manifest
+	// Pieces are the signed SHA-256 digests of the pieces.
+	Pieces []verify.Digest
+	// Dir is the directory that holds the torrent's top-level file or folder.
+	Dir string
+	// Trackers are announce URLs (the seeders' /announce).
+	Trackers []string
+}
+
+// entry is what the verifying storage knows of a registered torrent.
+type entry struct {
+	infoHash    metainfo.Hash
+	dir         string
+	pieces      []verify.Digest
+	pieceFailed func(int)
+}
+
+// PieceError records a piece that failed SHA-256 verification.
+type PieceError struct {
+	Piece int
+	Files []string
+}
+
+func (e *PieceError) Error() string {
+	return fmt.Sprintf("piece %d (file %s) failed SHA-256 verification", e.Piece, quoteAll(e.Files))
+}
+
+func quoteAll(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// Torrent is a release in the swarm.
+type Torrent struct {
+	c        *Client
+	t        *torrent.Torrent
+	m        *release.Manifest
+	webSeeds []string
+	trackers []string
+
+	fromOrigin, fromPeers atomic.Int64
+	badPieces             atomic.Int64
+	webSeedsOn            atomic.Bool
+
+	mu      sync.Mutex
+	lastBad *PieceError
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Add registers a release with its signed piece hashes and adds it to the swarm. Data already
+// in spec.Dir counts only once verified; a complete release is seeded at once.
+func (c *Client) Add(spec Spec) (*Torrent, error) {
+	ih, err := parseInfoHash(spec.Manifest.InfoHash)
+	if err != nil {
+		return nil, fmt.Errorf("add torrent: %w", err)
+	}
+	if len(spec.Pieces) != spec.Manifest.NumPieces() {
+		return nil, fmt.Errorf("add torrent %s: %d piece hashes for %d pieces: %w",
+			spec.Manifest.InfoHash, len(spec.Pieces), spec.Manifest.NumPieces(), ErrMetadataMismatch)
+	}
+	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("add torrent %s: %w", spec.Manifest.InfoHash, err)
+	}
+	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers, done: make(chan struct{})}
+	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed}
+
+	c.mu.Lock()
+	if _, ok := c.torrents[ih]; ok {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("add torrent %s: already added", spec.Manifest.InfoHash)
+	}
+	c.torrents[ih] = t
+	c.mu.Unlock()
+	c.storage.register(e)
+
+	tt, _ := c.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: spec.Torrent.infoBytes})
+	select {
+	case <-tt.GotInfo():
+	case <-time.After(10 * time.Second):
+		t.drop()
+		return nil, fmt.Errorf("add torrent %s: info not loaded", spec.Manifest.InfoHash)
+	}
+	t.t = tt
+	var ctx context.Context
+	ctx, t.cancel = context.WithCancel(c.ctx)
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(t.done)
+		t.announceLoop(ctx)
+	}()
+	return t, nil
+}
+
+func (t *Torrent) pieceFailed(i int) {
+	t.badPieces.Add(1)
+	pe := &PieceError{Piece: i, Files: t.m.FilesOfPiece(i)}
+	t.mu.Lock()
+	t.lastBad = pe
+	t.mu.Unlock()
+	t.c.log.Warn("piece failed verification", "infohash", t.m.InfoHash, "piece", i, "files", pe.Files)
+}
+
+// Drop stops seeding and downloading the torrent; its data stays on disk.
+func (t *Torrent) Drop() {
+	t.cancel()
+	<-t.done
+	t.t.Drop()
+	t.drop()
+}
+
+func (t *Torrent) drop() {
+	ih, _ := parseInfoHash(t.m.InfoHash)
+	t.c.mu.Lock()
+	delete(t.c.torrents, ih)
+	t.c.mu.Unlock()
+	t.c.storage.unregister(ih)
+}
+
+// Stats are a torrent's transfer figures.
+type Stats struct {
+	Completed, Total      int64 // verified bytes, release bytes
+	FromPeers, FromOrigin int64 // useful bytes received from other agents, and from the origin (seeder or web seeds)
+	Uploaded              int64 // piece bytes sent to peers
+	Peers                 int   // connected peers
+	BadPieces             int64 // pieces that failed SHA-256 verification
+	WebSeeds              bool  // web seeds are in use
+}
+
+// Stats returns the torrent's current figures.
+func (t *Torrent) Stats() Stats {
+	s := t.t.Stats()
+	return Stats{
+		Completed:  t.t.BytesCompleted(),
+		Total:      t.m.Length(),
+		FromPeers:  t.fromPeers.Load(),
+		FromOrigin: t.fromOrigin.Load(),
+		Uploaded:   s.BytesWrittenData.Int64(),
+		Peers:      s.ActivePeers,
+		BadPieces:  t.badPieces.Load(),
+		WebSeeds:   t.webSeedsOn.Load(),
+	}
+}
+
+// Complete reports whether every piece is verified.
+func (t *Torrent) Complete() bool { return t.t.Complete().Bool() }
+
+// DownloadOptions tune Download.
+type DownloadOptions struct {
+	// FallbackAfter is how long the download may go without progress before the web seeds are
+	// used (default 10s).
+	FallbackAfter time.Duration
+	// StallTimeout is how long it may go without progress before Download gives up (default 2m).
+	StallTimeout time.Duration
+	// Progress, if set, is called about once a second.
+	Progress func(Stats)
+}
+
+// Download fetches every piece, each verified against its signed SHA-256, and returns once the
+// release is complete. Peers come first; web seeds join only after FallbackAfter without
+// progress (the seeder is gone, or a piece is nowhere else).
+func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
+	if opts.FallbackAfter <= 0 {
+		opts.FallbackAfter = 10 * time.Second
+	}
+	if opts.StallTimeout <= 0 {
+		opts.StallTimeout = 2 * time.Minute
+	}
+	t.t.DownloadAll()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last, lastProgress := t.t.BytesCompleted(), time.Now()
+	for {
+		if opts.Progress != nil {
+			opts.Progress(t.Stats())
+		}
+		select {
+		case <-t.t.Complete().On():
+			if opts.Progress != nil {
+				opts.Progress(t.Stats())
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+		now := time.Now()
+		if done := t.t.BytesCompleted(); done != last {
+			last, lastProgress = done, now
+		}
+		idle := now.Sub(lastProgress)
+		if idle >= opts.FallbackAfter && len(t.webSeeds) > 0 && !t.webSeedsOn.Swap(true) {
+			t.c.log.Info("no progress from peers, using web seeds", "infohash", t.m.InfoHash, "idle", idle.Round(time.Second), "webSeeds", len(t.webSeeds))
+			t.t.AddWebSeeds(t.webSeeds)
+		}
+		if idle >= opts.StallTimeout {
+			err := fmt.Errorf("%s %s: no progress for %s (%d of %d bytes verified): %w",
+				t.m.Channel, t.m.Version, idle.Round(time.Second), last, t.m.Length(), ErrStalled)
+			t.mu.Lock()
+			if t.lastBad != nil {
+				err = fmt.Errorf("%w; last failure: %w", err, t.lastBad)
+			}
+			t.mu.Unlock()
+			return err
+		}
+	}
+}
+
+// Verify rehashes every piece already on disk against its signed SHA-256.
+func (t *Torrent) Verify(ctx context.Context) error {
+	return t.t.VerifyDataContext(ctx)
+}

@@ -1,0 +1,177 @@
+package trust
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/fetcher"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	MetadataDir string            // local trusted metadata cache; created 0700 if missing
+	Root        []byte            // trust anchor (the deployment's root.json); used when MetadataDir has no root.json yet
+	MetadataURL string            // base URL of metadata, e.g. "http://127.0.0.1:8080/tuf/"
+	TargetsURL  string            // base URL of target files, e.g. "http://127.0.0.1:8080/tuf/targets/"
+	Transport   http.RoundTripper // used for all fetches; nil = http.DefaultTransport
+}
+
+// Client is the agent side of TUF, a wrapper over go-tuf's updater. It is
+// safe for concurrent use.
+type Client struct {
+	cfg     ClientConfig
+	mu      sync.Mutex
+	up      *updater.Updater // of the last successful Refresh
+	targets []Target
+}
+
+// NewClient checks cfg and creates cfg.MetadataDir if missing.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.MetadataDir == "" || cfg.MetadataURL == "" || cfg.TargetsURL == "" {
+		return nil, errors.New("new TUF client: MetadataDir, MetadataURL and TargetsURL are required")
+	}
+	if err := os.MkdirAll(cfg.MetadataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("new TUF client: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.MetadataDir, "root.json")); err != nil && len(cfg.Root) == 0 {
+		return nil, fmt.Errorf("new TUF client: no trusted root.json in %s and no Root given", cfg.MetadataDir)
+	}
+	return &Client{cfg: cfg}, nil
+}
+
+// Refresh runs the TUF client workflow (root chain, timestamp, snapshot,
+// top-level targets) with a new updater, persisting trusted metadata to
+// MetadataDir. Errors say which role failed and why.
+func (c *Client) Refresh() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	root, err := os.ReadFile(filepath.Join(c.cfg.MetadataDir, "root.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		root = c.cfg.Root
+	} else if err != nil {
+		return fmt.Errorf("refresh root metadata: read trusted root: %w", err)
+	}
+	cfg, err := config.New(c.cfg.MetadataURL, root)
+	if err != nil {
+		return fmt.Errorf("refresh: %w", err)
+	}
+	f := fetcher.NewDefaultFetcher()
+	f.SetHTTPClient(&http.Client{Transport: c.cfg.Transport})
+	rec := &recorder{Fetcher: f}
+	cfg.Fetcher = rec
+	cfg.LocalMetadataDir = c.cfg.MetadataDir
+	cfg.LocalTargetsDir = filepath.Join(c.cfg.MetadataDir, "targets")
+	cfg.RemoteTargetsURL = c.cfg.TargetsURL
+	up, err := updater.New(cfg)
+	if err != nil {
+		return fmt.Errorf("refresh root metadata: load trusted root: %w", err)
+	}
+	if err := up.Refresh(); err != nil {
+		return refreshError(up, rec, err)
+	}
+	list, err := toTargets(up.GetTopLevelTargets())
+	if err != nil {
+		return fmt.Errorf("refresh targets metadata: %w", err)
+	}
+	c.up, c.targets = up, list
+	return nil
+}
+
+// Targets returns the top-level targets of the last successful Refresh, in name order.
+func (c *Client) Targets() []Target {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.targets)
+}
+
+// Download fetches target name (as of the last successful Refresh), verifies
+// its length and SHA-256 and returns its bytes. Verified files are cached
+// under MetadataDir/targets.
+func (c *Client) Download(name string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up == nil {
+		return nil, fmt.Errorf("download %s: no successful refresh yet", name)
+	}
+	if !slices.ContainsFunc(c.targets, func(t Target) bool { return t.Name == name }) {
+		return nil, fmt.Errorf("download %s: %w", name, ErrNotFound)
+	}
+	info, err := c.up.GetTargetInfo(name)
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", name, err)
+	}
+	if _, data, err := c.up.FindCachedTarget(info, ""); err == nil && data != nil {
+		return data, nil
+	}
+	_, data, err := c.up.DownloadTarget(info, "", "")
+	if errors.Is(err, &metadata.ErrLengthOrHashMismatch{}) || errors.Is(err, &metadata.ErrDownloadLengthMismatch{}) {
+		return nil, fmt.Errorf("download %s: %w: %w", name, ErrHashMismatch, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("download %s: %w", name, err)
+	}
+	return data, nil
+}
+
+// recorder is a go-tuf fetcher that remembers the last URL fetched and its
+// bytes, so that Refresh errors can name the failing role and its expiry.
+type recorder struct {
+	fetcher.Fetcher
+	url  string
+	data []byte
+}
+
+func (r *recorder) DownloadFile(url string, maxLength int64, timeout time.Duration) ([]byte, error) {
+	r.url, r.data = url, nil
+	b, err := r.Fetcher.DownloadFile(url, maxLength, timeout)
+	r.data = b
+	return b, err
+}
+
+// refreshError turns a go-tuf Refresh error into one line naming the role
+// that failed (the one fetched last) and why.
+func refreshError(up *updater.Updater, rec *recorder, err error) error {
+	role := strings.TrimSuffix(path.Base(rec.url), ".json")
+	role = role[strings.IndexByte(role, '.')+1:] // "3.snapshot" -> "snapshot"
+	trusted := up.GetTrustedMetadataSet()
+	var signed struct {
+		Signed struct {
+			Expires time.Time `json:"expires"`
+		} `json:"signed"`
+		Signatures []struct {
+			KeyID string `json:"keyid"`
+		} `json:"signatures"`
+	}
+	_ = json.Unmarshal(rec.data, &signed) // best effort: only used to explain err
+	switch {
+	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
+		until := signed.Signed.Expires
+		if trusted.Root.Signed.IsExpired(trusted.RefTime) {
+			role, until = metadata.ROOT, trusted.Root.Signed.Expires
+		}
+		return fmt.Errorf("refresh %s metadata: %w: was valid until %s", role, ErrExpired, until.Format(time.RFC3339))
+	case errors.Is(err, &metadata.ErrUnsignedMetadata{}):
+		known := false
+		for _, s := range signed.Signatures {
+			known = known || trusted.Root.Signed.Keys[s.KeyID] != nil
+		}
+		if !known {
+			return fmt.Errorf("refresh %s metadata: %w: not signed by the trusted root (no key of the trusted root signed it; another deployment?)", role, ErrBadSignature)
+		}
+		return fmt.Errorf("refresh %s metadata: %w: %w", role, ErrBadSignature, err)
+	}
+	return fmt.Errorf("refresh %s metadata: %w", role, err)
+}

@@ -1,0 +1,216 @@
+// Package adminclient is the admin side of a seeder's API: publishing a release (hashing it,
+// building its torrent, signing it into TUF targets with the deployment's targets key, and
+// streaming it to the seeder) and reading the fleet status.
+package adminclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/peerpatch/peerpatch/pkg/api"
+	"github.com/peerpatch/peerpatch/pkg/deploy"
+	"github.com/peerpatch/peerpatch/pkg/release"
+	"github.com/peerpatch/peerpatch/pkg/swarm"
+	"github.com/peerpatch/peerpatch/pkg/trust"
+	"github.com/peerpatch/peerpatch/pkg/verify"
+	"github.com/peerpatch/peerpatch/seeder"
+)
+
+// ErrVersionOrder: the version is not above the channel's current one.
+var ErrVersionOrder = errors.New("version must be greater than the channel's current version")
+
+// Client talks to one seeder with the admin token.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New returns a client for the seeder at base, authenticated with the admin token of the
+// deployment in keysDir.
+func New(base, keysDir string) (*Client, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--seeder %q: want an http(s)://host:port URL", base)
+	}
+	base = strings.TrimSuffix(base, "/")
+	tok, err := deploy.ReadToken(filepath.Join(keysDir, deploy.AdminTokenFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Client{base: base, http: &http.Client{Transport: api.NewAuth(string(tok), base).Transport(nil)}}, nil
+}
+
+// Publish builds, signs and uploads the release at path (a file or a directory).
+func (c *Client) Publish(ctx context.Context, keysDir, channel, version, path string) (*api.Published, error) {
+	if err := release.ValidChannel(channel); err != nil {
+		return nil, fmt.Errorf("--channel: %w", err)
+	}
+	if err := release.ValidVersion(version); err != nil {
+		return nil, fmt.Errorf("--version: %w", err)
+	}
+	current, err := c.get(ctx, api.PathTUF+"targets.json")
+	if err != nil {
+		return nil, fmt.Errorf("read current targets: %w", err)
+	}
+	if err := checkOrder(current, channel, version); err != nil {
+		return nil, err
+	}
+	layout, err := release.Build(ctx, path, 0)
+	if err != nil {
+		return nil, err
+	}
+	_, infoHash, err := swarm.InfoBytes(layout)
+	if err != nil {
+		return nil, err
+	}
+	m := layout.Manifest
+	m.Channel, m.Version, m.InfoHash = channel, version, infoHash
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	custom, err := json.Marshal(&m)
+	if err != nil {
+		return nil, err
+	}
+	pieces := release.EncodePieces(layout.PiecesSHA256)
+	signed, err := trust.AddTargets(keysDir, current, []trust.Target{
+		{Name: release.BundleTarget(channel, version), Length: layout.Length, SHA256: layout.SHA256, Custom: custom},
+		{Name: release.PiecesTarget(channel, version), Length: int64(len(pieces)), SHA256: verify.Sum(pieces)},
+	}, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("sign targets: %w", err)
+	}
+	return c.upload(ctx, signed, &m, path)
+}
+
+// checkOrder refuses early, before hashing anything, a version that the seeder would refuse.
+func checkOrder(targetsJSON []byte, channel, version string) error {
+	_, targets, err := trust.ReadTargets(targetsJSON)
+	if err != nil {
+		return fmt.Errorf("read current targets: %w", err)
+	}
+	prefix := "releases/" + channel + "/"
+	for _, t := range targets {
+		v, ok := strings.CutPrefix(t.Name, prefix)
+		if !ok || !strings.HasSuffix(v, "/bundle") {
+			continue
+		}
+		v = strings.TrimSuffix(v, "/bundle")
+		if release.CompareVersions(version, v) <= 0 {
+			return fmt.Errorf("channel %q has %s: %s: %w", channel, v, version, ErrVersionOrder)
+		}
+	}
+	return nil
+}
+
+// upload streams the signed targets and the files as one multipart request.
+func (c *Client) upload(ctx context.Context, signed []byte, m *release.Manifest, path string) (*api.Published, error) {
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		pw.CloseWithError(writeParts(mw, signed, m, path))
+	}()
+	q := url.Values{"channel": {m.Channel}, "version": {m.Version}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+api.PathPublish+"?"+q.Encode(), pr)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := c.http.Do(req)
+	if err != nil {
+		pr.CloseWithError(err)
+		return nil, fmt.Errorf("upload to %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusCreated {
+		return nil, fmt.Errorf("seeder refused: %s", api.ErrorText(resp.StatusCode, body))
+	}
+	var res api.Published
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("read publish answer: %w", err)
+	}
+	return &res, nil
+}
+
+func writeParts(mw *multipart.Writer, signed []byte, m *release.Manifest, path string) error {
+	w, err := mw.CreateFormField(api.PartTargets)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(signed); err != nil {
+		return err
+	}
+	for _, f := range m.Files {
+		h := textproto.MIMEHeader{}
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename=%q`, api.PartFile, filepath.Base(f.Path)))
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set(seeder.HeaderPath, f.Path)
+		w, err := mw.CreatePart(h)
+		if err != nil {
+			return err
+		}
+		src := path
+		if m.Dir {
+			src = filepath.Join(path, filepath.FromSlash(f.Path))
+		}
+		if err := copyFile(w, src); err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
+
+func copyFile(w io.Writer, src string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(w, f)
+	return err
+}
+
+// Status returns the fleet view.
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	b, err := c.get(ctx, api.PathStatus)
+	if err != nil {
+		return nil, err
+	}
+	var st api.Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("read status: %w", err)
+	}
+	return &st, nil
+}
+
+func (c *Client) get(ctx context.Context, p string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+p, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", c.base+p, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", c.base+p, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", c.base+p, api.ErrorText(resp.StatusCode, b))
+	}
+	return b, nil
+}

@@ -1,0 +1,249 @@
+package seeder
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/peerpatch/peerpatch/pkg/api"
+	"github.com/peerpatch/peerpatch/pkg/store"
+	"github.com/peerpatch/peerpatch/pkg/swarm"
+	"github.com/peerpatch/peerpatch/pkg/trust"
+)
+
+// maxReportSize bounds an agent report body.
+const maxReportSize = 64 << 10
+
+func (s *Seeder) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.PathHealth, s.handleHealth)
+	mux.Handle("GET "+api.PathTUF, s.agentOnly(http.HandlerFunc(s.handleTUF)))
+	mux.Handle("GET "+api.PathWebSeed, s.agentOnly(http.HandlerFunc(s.handleWebSeed)))
+	mux.Handle("GET "+api.PathAnnounce, s.agentOnly(s.tracker.Handler()))
+	mux.Handle("GET "+api.PathTorrent+"{channel}/{version}", s.agentOnly(http.HandlerFunc(s.handleTorrent)))
+	mux.Handle("POST "+api.PathReport, s.agentOnly(http.HandlerFunc(s.handleReport)))
+	mux.Handle("POST "+api.PathPublish, s.adminOnly(http.HandlerFunc(s.handlePublish)))
+	mux.Handle("GET "+api.PathStatus, s.adminOnly(http.HandlerFunc(s.handleStatus)))
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, api.Error{Error: fmt.Sprintf(format, args...)})
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return t
+	}
+	return ""
+}
+
+// agentOnly admits enrolled agents (and admins).
+func (s *Seeder) agentOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t := bearer(r)
+		if !s.agent.Equal(t) && !s.admin.Equal(t) {
+			s.log.Warn("refused request without a valid agent token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, "missing or invalid agent token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// adminOnly admits the admin token only.
+func (s *Seeder) adminOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.admin.Equal(bearer(r)) {
+			s.log.Warn("refused request without a valid admin token", "path", r.URL.Path, "remote", r.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, "missing or invalid admin token")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Seeder) handleHealth(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "starting")
+		return
+	}
+	w.Write([]byte("ok\n"))
+}
+
+func (s *Seeder) handleTUF(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, api.PathTUF)
+	b, err := metaStore{s.db}.GetMeta(name)
+	if errors.Is(err, trust.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no metadata %q", name)
+		return
+	}
+	if err != nil {
+		s.log.Error("read metadata", "name", name, "err", err)
+		writeError(w, http.StatusInternalServerError, "read metadata")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+}
+
+func (s *Seeder) handleTorrent(w http.ResponseWriter, r *http.Request) {
+	ch, ver := r.PathValue("channel"), r.PathValue("version")
+	l := s.lookup(ch, ver)
+	if l == nil {
+		writeError(w, http.StatusNotFound, "no release %s %s", ch, ver)
+		return
+	}
+	seeds := []string{s.cfg.PublicURL + api.PathWebSeed + ch + "/" + ver + "/"}
+	for _, m := range s.cfg.WebSeeds {
+		seeds = append(seeds, m+"/"+ch+"/"+ver+"/")
+	}
+	b, err := swarm.Metainfo(l.rec.InfoBytes, s.cfg.PublicURL+api.PathAnnounce, seeds)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-bittorrent")
+	w.Write(b)
+}
+
+// handleWebSeed serves release files (BEP 19, with ranges) from DataDir/releases, only files
+// that belong to a published release, within the origin's upload budget.
+func (s *Seeder) handleWebSeed(w http.ResponseWriter, r *http.Request) {
+	rel := strings.TrimPrefix(r.URL.Path, api.PathWebSeed)
+	parts := strings.SplitN(rel, "/", 3)
+	if len(parts) != 3 {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	l := s.lookup(parts[0], parts[1])
+	if l == nil || !belongs(l, parts[2]) {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	f, err := os.Open(filepath.Join(s.releaseDir(parts[0], parts[1]), filepath.FromSlash(parts[2])))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "not found")
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "stat")
+		return
+	}
+	cw := &countingWriter{ResponseWriter: w, limiter: s.swarm.UploadLimiter(), ctx: r.Context(), n: &l.webSeedBytes}
+	http.ServeContent(cw, r, fi.Name(), fi.ModTime(), f)
+}
+
+// belongs reports whether p (slash path below the release directory) is one of its files.
+func belongs(l *live, p string) bool {
+	m := &l.rec.Manifest
+	if !m.Dir {
+		return p == m.Name
+	}
+	for _, f := range m.Files {
+		if p == path.Join(m.Name, f.Path) {
+			return true
+		}
+	}
+	return false
+}
+
+// countingWriter counts the bytes written and paces them with the upload limiter.
+type countingWriter struct {
+	http.ResponseWriter
+	limiter *rate.Limiter
+	ctx     context.Context
+	n       interface{ Add(int64) int64 }
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p
+		if c.limiter != nil {
+			chunk = p[:min(len(p), c.limiter.Burst())]
+			if err := c.limiter.WaitN(c.ctx, len(chunk)); err != nil {
+				return written, err
+			}
+		}
+		n, err := c.ResponseWriter.Write(chunk)
+		written += n
+		c.n.Add(int64(n))
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+func (s *Seeder) handleReport(w http.ResponseWriter, r *http.Request) {
+	var rep api.Report
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxReportSize))
+	if err := dec.Decode(&rep); err != nil {
+		writeError(w, http.StatusBadRequest, "bad report: %v", err)
+		return
+	}
+	if rep.ID == "" || len(rep.ID) > 64 || strings.ContainsAny(rep.ID, "/ \t\r\n") {
+		writeError(w, http.StatusBadRequest, "bad report: id must be 1 to 64 characters without spaces or slashes")
+		return
+	}
+	rep.Time = time.Now().UTC()
+	if err := s.db.Put(store.Agents, rep.ID, rep); err != nil {
+		s.log.Error("store report", "agent", rep.ID, "err", err)
+		writeError(w, http.StatusInternalServerError, "store report")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Seeder) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	st := api.Status{Agents: []api.Report{}, Releases: s.releases()}
+	err := s.db.ForEach(store.Agents, func(_ string, raw []byte) error {
+		var rep api.Report
+		if err := json.Unmarshal(raw, &rep); err != nil {
+			return err
+		}
+		st.Agents = append(st.Agents, rep)
+		return nil
+	})
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "read reports: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func hexInfoHash(s string) ([20]byte, error) {
+	var h [20]byte
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 20 {
+		return h, fmt.Errorf("bad infohash %q", s)
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+var _ io.Writer = (*countingWriter)(nil)

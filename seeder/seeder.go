@@ -1,0 +1,355 @@
+// Package seeder is Peerpatch's origin: it stores published releases, keeps the TUF repository
+// (signing snapshot and timestamp with the online keys), seeds every release over BitTorrent,
+// serves the same bytes as a BEP 19 web seed, runs the tracker, and collects agents' reports.
+package seeder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerpatch/peerpatch/pkg/api"
+	"github.com/peerpatch/peerpatch/pkg/deploy"
+	"github.com/peerpatch/peerpatch/pkg/release"
+	"github.com/peerpatch/peerpatch/pkg/store"
+	"github.com/peerpatch/peerpatch/pkg/swarm"
+	"github.com/peerpatch/peerpatch/pkg/trust"
+	"github.com/peerpatch/peerpatch/pkg/verify"
+)
+
+// Layout of DataDir.
+const (
+	stateFile   = "state.db"
+	releasesDir = "releases" // releases/<channel>/<version>/<name>...; the web seed's file tree
+	stagingDir  = "staging"  // uploads in progress; emptied at start
+	swarmDir    = "swarm"
+)
+
+// record is what the store keeps of a release.
+type record struct {
+	Manifest    release.Manifest `json:"manifest"`
+	InfoBytes   []byte           `json:"info"`
+	Pieces      []byte           `json:"pieces"` // signed SHA-256 per piece, concatenated
+	PublishedAt time.Time        `json:"published_at"`
+	// Pending is set while the release is on disk but not yet in signed metadata; a seeder that
+	// starts and finds it removes the release unless the metadata has it.
+	Pending bool `json:"pending,omitempty"`
+}
+
+func releaseKey(channel, version string) string { return channel + "/" + version }
+
+// live is a release being seeded.
+type live struct {
+	rec          record
+	torrent      *swarm.Torrent
+	webSeedBytes atomic.Int64
+}
+
+// Seeder is a running seeder.
+type Seeder struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *store.DB
+	repo    *trust.Repo
+	swarm   *swarm.Client
+	tracker *swarm.Tracker
+	admin   deploy.Token
+	agent   deploy.Token
+
+	publishMu sync.Mutex // one publish at a time
+
+	mu    sync.Mutex
+	live  map[string]*live
+	ready atomic.Bool
+}
+
+// Run starts a seeder and serves until ctx ends; then it shuts down cleanly and returns nil.
+func Run(ctx context.Context, cfg Config) error {
+	s, ln, err := start(cfg)
+	if err != nil {
+		return err
+	}
+	return s.serve(ctx, ln)
+}
+
+func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, nil, err
+	}
+	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live)}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.admin, err = deploy.ReadToken(filepath.Join(cfg.KeysDir, deploy.AdminTokenFile)); err != nil {
+		return nil, nil, err
+	}
+	if s.agent, err = deploy.ReadToken(filepath.Join(cfg.KeysDir, deploy.AgentTokenFile)); err != nil {
+		return nil, nil, err
+	}
+	online, err := trust.LoadOnline(cfg.KeysDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("create --data %q: %w", cfg.DataDir, err)
+	}
+	if s.db, err = store.Open(filepath.Join(cfg.DataDir, stateFile)); err != nil {
+		return nil, nil, err
+	}
+	if s.repo, err = trust.OpenRepo(metaStore{s.db}, online, cfg.KeysDir, time.Now()); err != nil {
+		return nil, nil, err
+	}
+	if err := os.RemoveAll(filepath.Join(cfg.DataDir, stagingDir)); err != nil {
+		return nil, nil, fmt.Errorf("clear staging area: %w", err)
+	}
+	// Bind the API before the swarm, so a busy port fails fast and names the flag.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--listen %s: %w", cfg.Listen, err)
+	}
+	defer func() {
+		if err != nil {
+			ln.Close()
+		}
+	}()
+	s.swarm, err = swarm.New(swarm.Config{
+		DataDir:            filepath.Join(cfg.DataDir, swarmDir),
+		ListenAddr:         cfg.PeerListen,
+		Origin:             true,
+		UploadRate:         cfg.UploadRate,
+		MaxConnsPerTorrent: cfg.MaxPeersPerRelease,
+		Authorize:          api.NewAuth(string(s.agent), cfg.PublicURL).Authorize,
+		Logger:             s.log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.resume(); err != nil {
+		return nil, nil, err
+	}
+	return s, ln, nil
+}
+
+// resume seeds every published release again and removes what a crash left half-published.
+func (s *Seeder) resume() error {
+	published := make(map[string]bool)
+	for _, t := range s.repo.Targets() {
+		published[t.Name] = true
+	}
+	var recs []record
+	err := s.db.ForEach(store.Releases, func(key string, raw []byte) error {
+		var r record
+		if err := jsonUnmarshal(raw, &r); err != nil {
+			return fmt.Errorf("release %s: %w", key, err)
+		}
+		recs = append(recs, r)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load releases: %w", err)
+	}
+	for _, r := range recs {
+		m := &r.Manifest
+		if r.Pending {
+			if !published[release.BundleTarget(m.Channel, m.Version)] {
+				s.log.Warn("removing release that was never signed", "channel", m.Channel, "version", m.Version)
+				if err := s.forget(m.Channel, m.Version); err != nil {
+					return err
+				}
+				continue
+			}
+			r.Pending = false
+			if err := s.db.Put(store.Releases, releaseKey(m.Channel, m.Version), r); err != nil {
+				return err
+			}
+		}
+		if err := s.seed(r); err != nil {
+			return err
+		}
+	}
+	s.log.Info("seeding releases", "count", len(s.live))
+	return nil
+}
+
+// forget removes an unsigned release's files and record.
+func (s *Seeder) forget(channel, version string) error {
+	if err := os.RemoveAll(s.releaseDir(channel, version)); err != nil {
+		return fmt.Errorf("remove release %s %s: %w", channel, version, err)
+	}
+	return s.db.Delete(store.Releases, releaseKey(channel, version))
+}
+
+func (s *Seeder) releaseDir(channel, version string) string {
+	return filepath.Join(s.cfg.DataDir, releasesDir, channel, version)
+}
+
+// seed adds a stored release to the swarm.
+func (s *Seeder) seed(r record) error {
+	m := &r.Manifest
+	pieces, err := release.DecodePieces(r.Pieces, m.NumPieces())
+	if err != nil {
+		return fmt.Errorf("seed %s %s: %w", m.Channel, m.Version, err)
+	}
+	mi, err := swarm.Metainfo(r.InfoBytes, "", nil)
+	if err != nil {
+		return err
+	}
+	tf, err := swarm.CheckMetainfo(mi, m)
+	if err != nil {
+		return fmt.Errorf("seed %s %s: %w", m.Channel, m.Version, err)
+	}
+	t, err := s.swarm.Add(swarm.Spec{
+		Torrent:  tf,
+		Manifest: m,
+		Pieces:   pieces,
+		Dir:      s.releaseDir(m.Channel, m.Version),
+		Trackers: []string{s.cfg.PublicURL + api.PathAnnounce},
+	})
+	if err != nil {
+		return fmt.Errorf("seed %s %s: %w", m.Channel, m.Version, err)
+	}
+	if !t.Complete() {
+		s.log.Warn("release files are incomplete on disk; seeding what verifies", "channel", m.Channel, "version", m.Version)
+	}
+	s.mu.Lock()
+	s.live[releaseKey(m.Channel, m.Version)] = &live{rec: r, torrent: t}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Seeder) lookup(channel, version string) *live {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.live[releaseKey(channel, version)]
+}
+
+// latest returns the highest published version of a channel, "" if none.
+func (s *Seeder) latest(channel string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best := ""
+	for _, l := range s.live {
+		m := &l.rec.Manifest
+		if m.Channel == channel && (best == "" || release.CompareVersions(m.Version, best) > 0) {
+			best = m.Version
+		}
+	}
+	return best
+}
+
+func (s *Seeder) releases() []api.Release {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]api.Release, 0, len(s.live))
+	for _, l := range s.live {
+		m := &l.rec.Manifest
+		st := l.torrent.Stats()
+		ih, _ := hexInfoHash(m.InfoHash)
+		peers, seeders := s.tracker.Peers(ih)
+		out = append(out, api.Release{
+			Channel: m.Channel, Version: m.Version, InfoHash: m.InfoHash, Length: m.Length(),
+			PublishedAt: l.rec.PublishedAt, OriginBytes: st.Uploaded + l.webSeedBytes.Load(),
+			Peers: peers, Seeders: seeders,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Channel != out[j].Channel {
+			return out[i].Channel < out[j].Channel
+		}
+		return release.CompareVersions(out[i].Version, out[j].Version) < 0
+	})
+	return out
+}
+
+func (s *Seeder) serve(ctx context.Context, ln net.Listener) error {
+	defer s.close()
+	srv := &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.refreshLoop(ctx)
+	}()
+	s.ready.Store(true)
+	s.log.Info("seeder ready", "listen", ln.Addr().String(), "publicURL", s.cfg.PublicURL, "peerPort", s.swarm.Port())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("serve %s: %w", s.cfg.Listen, err)
+	}
+	s.ready.Store(false)
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutdown); serr != nil && err == nil && !errors.Is(serr, context.DeadlineExceeded) {
+		err = fmt.Errorf("shut down HTTP server: %w", serr)
+	}
+	wg.Wait()
+	s.log.Info("seeder stopped")
+	return err
+}
+
+// refreshLoop keeps the online metadata fresh.
+func (s *Seeder) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if changed, err := s.repo.Refresh(time.Now()); err != nil {
+			s.log.Error("refresh timestamp", "err", err)
+		} else if changed {
+			s.log.Info("re-signed timestamp")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Seeder) close() {
+	if s.swarm != nil {
+		s.swarm.Close()
+	}
+	if s.db != nil {
+		s.db.Close()
+	}
+}
+
+// metaStore adapts the state file to trust.MetaStore.
+type metaStore struct{ db *store.DB }
+
+func (m metaStore) GetMeta(name string) ([]byte, error) {
+	b, err := m.db.GetRaw(store.Meta, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("metadata %q: %w", name, trust.ErrNotFound)
+	}
+	return b, err
+}
+
+func (m metaStore) PutMeta(files map[string][]byte) error { return m.db.PutRaw(store.Meta, files) }
+
+// piecesFile is the name under which the TUF client fetches a pieces target
+// (consistent snapshots: <dir>/<sha256>.<base>).
+func piecesFile(channel, version string, digest verify.Digest) string {
+	name := release.PiecesTarget(channel, version)
+	return "targets/" + path.Join(path.Dir(name), digest.String()+"."+path.Base(name))
+}
