@@ -258,6 +258,9 @@ func (a *Agent) newest() (*release.Manifest, trust.Target, *trust.Client, error)
 	var errs []error
 	for i, c := range a.tuf {
 		if err := c.Refresh(); err != nil {
+			if errors.Is(err, trust.ErrUnauthorized) {
+				err = fmt.Errorf("refused the agent token in %s: %w", a.cfg.TokenFile, err)
+			}
 			errs = append(errs, fmt.Errorf("seeder %s: %w", a.cfg.Seeders[i], err))
 			continue
 		}

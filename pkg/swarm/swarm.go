@@ -13,6 +13,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 
@@ -53,7 +54,7 @@ type Config struct {
 	UploadRate, DownloadRate int64
 	// MaxConnsPerTorrent caps established peer connections per torrent (default 50).
 	MaxConnsPerTorrent int
-	// PersistCompletion keeps piece completion in a bbolt file under DataDir, so a restarted
+	// PersistCompletion keeps piece completion in DataDir/pieces.db (bbolt), so a restarted
 	// client resumes without fetching verified pieces again. Without it, completion is taken
 	// from complete files on disk (the seeder's case: it holds only complete releases).
 	PersistCompletion bool
@@ -109,11 +110,13 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("swarm listen address %q: bad port: %w", cfg.ListenAddr, err)
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("swarm data directory: %w", err)
+	}
 	var completion storage.PieceCompletion
 	if cfg.PersistCompletion {
-		completion, err = storage.NewBoltPieceCompletion(cfg.DataDir)
-		if err != nil {
-			return nil, fmt.Errorf("open piece completion in %q: %w", cfg.DataDir, err)
+		if completion, err = openCompletion(cfg.DataDir); err != nil {
+			return nil, err
 		}
 	} else {
 		completion = storage.NewMapPieceCompletion()

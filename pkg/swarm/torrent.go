@@ -36,6 +36,9 @@ type entry struct {
 	dir         string
 	pieces      []verify.Digest
 	pieceFailed func(int)
+	// checking is set while Add waits for the check of the data already on disk, whose
+	// failures are expected (missing or partial pieces) and blame nobody.
+	checking atomic.Bool
 }
 
 // PieceError records a piece that failed SHA-256 verification.
@@ -91,6 +94,7 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	}
 	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers, done: make(chan struct{})}
 	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed}
+	e.checking.Store(true)
 
 	c.mu.Lock()
 	if _, ok := c.torrents[ih]; ok {
@@ -109,6 +113,8 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 		return nil, fmt.Errorf("add torrent %s: info not loaded", spec.Manifest.InfoHash)
 	}
 	t.t = tt
+	t.awaitChecked()
+	e.checking.Store(false)
 	var ctx context.Context
 	ctx, t.cancel = context.WithCancel(c.ctx)
 	c.wg.Add(1)
@@ -129,6 +135,39 @@ func (t *Torrent) pieceFailed(i int) {
 	t.c.log.Warn("piece failed verification", "infohash", t.m.InfoHash, "piece", i, "files", pe.Files)
 }
 
+// awaitChecked waits until the library has checked the data already on disk (pieces whose
+// state was unknown at start), so that Stats tells what is verified. Bounded: a huge release
+// may go on checking in the background.
+func (t *Torrent) awaitChecked() {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		busy := false
+		for _, r := range t.t.PieceStateRuns() {
+			if r.Checking || r.Hashing || r.QueuedForHash || r.Marking || !r.Ok {
+				busy = true
+				break
+			}
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// verified is the number of bytes in pieces that passed SHA-256 verification.
+func (t *Torrent) verified() int64 {
+	var n int64
+	piece, pl, total := 0, t.m.PieceLength, t.m.Length()
+	for _, r := range t.t.PieceStateRuns() {
+		if r.Complete {
+			n += min(int64(piece+r.Length)*pl, total) - int64(piece)*pl
+		}
+		piece += r.Length
+	}
+	return n
+}
+
 // Drop stops seeding and downloading the torrent; its data stays on disk.
 func (t *Torrent) Drop() {
 	t.cancel()
@@ -147,7 +186,7 @@ func (t *Torrent) drop() {
 
 // Stats are a torrent's transfer figures.
 type Stats struct {
-	Completed, Total      int64 // verified bytes, release bytes
+	Completed, Total      int64 // bytes in verified pieces, release bytes
 	FromPeers, FromOrigin int64 // useful bytes received from other agents, and from the origin (seeder or web seeds)
 	Uploaded              int64 // piece bytes sent to peers
 	Peers                 int   // connected peers
@@ -159,7 +198,7 @@ type Stats struct {
 func (t *Torrent) Stats() Stats {
 	s := t.t.Stats()
 	return Stats{
-		Completed:  t.t.BytesCompleted(),
+		Completed:  t.verified(),
 		Total:      t.m.Length(),
 		FromPeers:  t.fromPeers.Load(),
 		FromOrigin: t.fromOrigin.Load(),
@@ -197,7 +236,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	t.t.DownloadAll()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	last, lastProgress := t.t.BytesCompleted(), time.Now()
+	last, lastProgress := t.verified(), time.Now()
 	for {
 		if opts.Progress != nil {
 			opts.Progress(t.Stats())
@@ -213,7 +252,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 		case <-tick.C:
 		}
 		now := time.Now()
-		if done := t.t.BytesCompleted(); done != last {
+		if done := t.verified(); done != last {
 			last, lastProgress = done, now
 		}
 		idle := now.Sub(lastProgress)
@@ -222,8 +261,8 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			t.t.AddWebSeeds(t.webSeeds)
 		}
 		if idle >= opts.StallTimeout {
-			err := fmt.Errorf("%s %s: no progress for %s (%d of %d bytes verified): %w",
-				t.m.Channel, t.m.Version, idle.Round(time.Second), last, t.m.Length(), ErrStalled)
+			err := fmt.Errorf("no progress for %s (%d of %d bytes verified): %w",
+				idle.Round(time.Second), last, t.m.Length(), ErrStalled)
 			t.mu.Lock()
 			if t.lastBad != nil {
 				err = fmt.Errorf("%w; last failure: %w", err, t.lastBad)

@@ -117,6 +117,9 @@ func (c *Client) Download(name string) ([]byte, error) {
 		return data, nil
 	}
 	_, data, err := c.up.DownloadTarget(info, "", "")
+	if uerr := unauthorized(err); uerr != nil {
+		return nil, fmt.Errorf("download %s: %w", name, uerr)
+	}
 	if errors.Is(err, &metadata.ErrLengthOrHashMismatch{}) || errors.Is(err, &metadata.ErrDownloadLengthMismatch{}) {
 		return nil, fmt.Errorf("download %s: %w: %w", name, ErrHashMismatch, err)
 	}
@@ -144,6 +147,9 @@ func (r *recorder) DownloadFile(url string, maxLength int64, timeout time.Durati
 // refreshError turns a go-tuf Refresh error into one line naming the role
 // that failed (the one fetched last) and why.
 func refreshError(up *updater.Updater, rec *recorder, err error) error {
+	if uerr := unauthorized(err); uerr != nil {
+		return uerr
+	}
 	role := strings.TrimSuffix(path.Base(rec.url), ".json")
 	role = role[strings.IndexByte(role, '.')+1:] // "3.snapshot" -> "snapshot"
 	trusted := up.GetTrustedMetadataSet()
@@ -174,4 +180,13 @@ func refreshError(up *updater.Updater, rec *recorder, err error) error {
 		return fmt.Errorf("refresh %s metadata: %w: %w", role, ErrBadSignature, err)
 	}
 	return fmt.Errorf("refresh %s metadata: %w", role, err)
+}
+
+// unauthorized returns ErrUnauthorized, with the URL, if err is an HTTP 401 or 403 answer.
+func unauthorized(err error) error {
+	var he *metadata.ErrDownloadHTTP
+	if errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("%w (HTTP %d on %s)", ErrUnauthorized, he.StatusCode, he.URL)
+	}
+	return nil
 }

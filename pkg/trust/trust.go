@@ -55,6 +55,8 @@ var (
 	ErrExpired = errors.New("expired")
 	// ErrWrongKey means an online key is not the one the root names for its role.
 	ErrWrongKey = errors.New("key not trusted by root")
+	// ErrUnauthorized means the server refused the client's credential.
+	ErrUnauthorized = errors.New("the server refused the credential")
 	// ErrHashMismatch means a downloaded target does not match its signed length and SHA-256.
 	ErrHashMismatch = errors.New("target does not match its signed length and hash")
 )

@@ -32,8 +32,9 @@ var ErrVersionOrder = errors.New("version must be greater than the channel's cur
 
 // Client talks to one seeder with the admin token.
 type Client struct {
-	base string
-	http *http.Client
+	base      string
+	tokenFile string
+	http      *http.Client
 }
 
 // New returns a client for the seeder at base, authenticated with the admin token of the
@@ -44,11 +45,12 @@ func New(base, keysDir string) (*Client, error) {
 		return nil, fmt.Errorf("--seeder %q: want an http(s)://host:port URL", base)
 	}
 	base = strings.TrimSuffix(base, "/")
-	tok, err := deploy.ReadToken(filepath.Join(keysDir, deploy.AdminTokenFile))
+	tokenFile := filepath.Join(keysDir, deploy.AdminTokenFile)
+	tok, err := deploy.ReadToken(tokenFile)
 	if err != nil {
 		return nil, err
 	}
-	return &Client{base: base, http: &http.Client{Transport: api.NewAuth(string(tok), base).Transport(nil)}}, nil
+	return &Client{base: base, tokenFile: tokenFile, http: &http.Client{Transport: api.NewAuth(string(tok), base).Transport(nil)}}, nil
 }
 
 // Publish builds, signs and uploads the release at path (a file or a directory).
@@ -135,7 +137,7 @@ func (c *Client) upload(ctx context.Context, signed []byte, m *release.Manifest,
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusCreated {
-		return nil, fmt.Errorf("seeder refused: %s", api.ErrorText(resp.StatusCode, body))
+		return nil, c.refusal(resp.StatusCode, body)
 	}
 	var res api.Published
 	if err := json.Unmarshal(body, &res); err != nil {
@@ -210,7 +212,15 @@ func (c *Client) get(ctx context.Context, p string) ([]byte, error) {
 		return nil, fmt.Errorf("GET %s: %w", c.base+p, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", c.base+p, api.ErrorText(resp.StatusCode, b))
+		return nil, c.refusal(resp.StatusCode, b)
 	}
 	return b, nil
+}
+
+// refusal explains a non-2xx answer, naming the admin token file when that was the problem.
+func (c *Client) refusal(code int, body []byte) error {
+	if code == http.StatusUnauthorized {
+		return fmt.Errorf("seeder %s refused the admin token in %s (HTTP 401)", c.base, c.tokenFile)
+	}
+	return fmt.Errorf("seeder %s refused: %s", c.base, api.ErrorText(code, body))
 }
