@@ -95,7 +95,10 @@ func Run(ctx context.Context, cfg Config) error {
 		if cfg.Once {
 			return err
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNoRelease):
+			a.log.Info("waiting for a first release", "channel", cfg.Channel)
+		case err != nil:
 			a.log.Error("update cycle failed", "err", err)
 		}
 		wait := time.Duration(float64(cfg.Interval) * (0.8 + 0.4*mrand.Float64()))

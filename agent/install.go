@@ -38,7 +38,11 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 	final := filepath.Join(releases, m.Version)
 	if _, err := os.Stat(final); err == nil {
 		// A crash after the copy, before the switch: keep it only if it still verifies.
-		if err := verify.Tree(ctx, a.entries(m, final, false), bundle.SHA256); err != nil {
+		err := verify.Tree(ctx, a.entries(m, final, false), bundle.SHA256)
+		if err != nil && !errors.Is(err, verify.ErrMismatch) && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("check earlier install %s: %w", final, err)
+		}
+		if err != nil {
 			log.Warn("discarding unverifiable earlier install", "dir", final, "err", err)
 			if err := os.RemoveAll(final); err != nil {
 				return fmt.Errorf("install: %w", err)
@@ -63,12 +67,18 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 	if err := switchLink(dir, currentLink, target); err != nil {
 		return err
 	}
+	// Reinstalling the current version (a crash after the switch, before the state was
+	// written) keeps the previous release as it was.
 	previous := ""
 	if prev != "" && prev != target {
 		if err := switchLink(dir, previousLink, prev); err != nil {
 			return err
 		}
 		previous = filepath.Base(prev)
+	} else if l, err := os.Readlink(filepath.Join(dir, previousLink)); err == nil {
+		if _, err := os.Stat(filepath.Join(dir, l)); err == nil {
+			previous = filepath.Base(l)
+		}
 	}
 	err := a.db.Update(store.State, func(_, put func(string, any) error) error {
 		if previous != "" {

@@ -23,11 +23,12 @@ type progress struct {
 	total int64
 	p     *mpb.Progress
 	bars  []*mpb.Bar
+	slot  map[string]int // agent id → bar, in order of first report
 	last  time.Time
 }
 
 func newProgress(out io.Writer, agents int, total int64) *progress {
-	v := &progress{out: out, total: total}
+	v := &progress{out: out, total: total, slot: make(map[string]int)}
 	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		v.p = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
 		for i := range agents {
@@ -44,9 +45,14 @@ func (v *progress) update(st *api.Status) {
 	agents := append([]api.Report(nil), st.Agents...)
 	sort.Slice(agents, func(i, j int) bool { return agents[i].ID < agents[j].ID })
 	if v.p != nil {
-		for i, a := range agents {
+		for _, a := range agents {
+			i, ok := v.slot[a.ID]
+			if !ok {
+				i = len(v.slot)
+				v.slot[a.ID] = i
+			}
 			if i >= len(v.bars) {
-				break
+				continue
 			}
 			done := a.Completed
 			if a.InstalledVersion == version {
