@@ -28,6 +28,7 @@ import (
 	"github.com/peerpatch/peerpatch/pkg/store"
 	"github.com/peerpatch/peerpatch/pkg/swarm"
 	"github.com/peerpatch/peerpatch/pkg/trust"
+	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
 // Sentinel errors.
@@ -316,6 +317,15 @@ func (a *Agent) cycle(ctx context.Context) error {
 	if err == nil {
 		a.report(ctx, api.Report{State: api.StateInstalling, TargetVersion: m.Version})
 		err = a.install(ctx, m, bundle, log)
+		if errors.Is(err, verify.ErrMismatch) {
+			// The swarm copy changed on disk after its pieces were verified (a disk fault, a
+			// power loss before the data was written): recheck every piece, so that the next
+			// cycle fetches again exactly the pieces that are bad.
+			log.Warn("swarm copy failed verification; rechecking its pieces", "err", err)
+			if verr := t.Verify(ctx); verr != nil {
+				log.Error("recheck pieces", "err", verr)
+			}
+		}
 	}
 	if err != nil {
 		if ctx.Err() == nil {

@@ -91,7 +91,7 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 	if err != nil {
 		return err
 	}
-	a.removeOldInstalls(filepath.Base(target), previous)
+	a.removeOldInstalls(m.Version, previous)
 	return nil
 }
 
@@ -138,7 +138,7 @@ func switchLink(dir, name, target string) error {
 
 // removeOldInstalls deletes installed releases other than current and previous, and staging
 // leftovers of crashed installs.
-func (a *Agent) removeOldInstalls(keep ...string) {
+func (a *Agent) removeOldInstalls(current, previous string) {
 	releases := filepath.Join(a.cfg.InstallDir, releasesSub)
 	ents, err := os.ReadDir(releases)
 	if err != nil {
@@ -146,7 +146,7 @@ func (a *Agent) removeOldInstalls(keep ...string) {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if !strings.HasPrefix(name, stagingPrefix) && (name == keep[0] || name == keep[1]) {
+		if !strings.HasPrefix(name, stagingPrefix) && (name == current || name == previous) {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(releases, name)); err != nil {

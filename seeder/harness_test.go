@@ -242,10 +242,8 @@ func (h *Harness) Snapshot(t testing.TB) State {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(root, p)
-		if d.IsDir() {
-			st.Files[rel] = "dir"
-		} else {
+		if !d.IsDir() { // empty parent directories do not count
+			rel, _ := filepath.Rel(root, p)
 			st.Files[rel] = fmt.Sprintf("%d %s", fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
 		}
 		return nil
@@ -397,12 +395,13 @@ func Sign(t testing.TB, keys string, current []byte, channel, version, path stri
 	if err != nil {
 		t.Fatal(err)
 	}
+	layout.Manifest.Channel, layout.Manifest.Version = channel, version
 	_, infoHash, err := swarm.InfoBytes(layout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := layout.Manifest
-	m.Channel, m.Version, m.InfoHash = channel, version, infoHash
+	m.InfoHash = infoHash
 	if err := m.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -173,7 +173,7 @@ type countingWriter struct {
 	http.ResponseWriter
 	limiter *rate.Limiter
 	ctx     context.Context
-	n       interface{ Add(int64) int64 }
+	n       *atomic.Int64
 }
 
 func (c *countingWriter) Write(p []byte) (int, error) {
@@ -202,6 +202,10 @@ func (s *Seeder) handleReport(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxReportSize))
 	if err := dec.Decode(&rep); err != nil {
 		writeError(w, http.StatusBadRequest, "bad report: %v", err)
+		return
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad report: data after the JSON document")
 		return
 	}
 	if rep.ID == "" || len(rep.ID) > 64 || strings.ContainsAny(rep.ID, "/ \t\r\n") {
@@ -234,8 +238,6 @@ func (s *Seeder) handleStatus(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
-
 func hexInfoHash(s string) ([20]byte, error) {
 	var h [20]byte
 	b, err := hex.DecodeString(s)
@@ -245,5 +247,3 @@ func hexInfoHash(s string) ([20]byte, error) {
 	copy(h[:], b)
 	return h, nil
 }
-
-var _ io.Writer = (*countingWriter)(nil)

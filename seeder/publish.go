@@ -127,16 +127,19 @@ func (s *Seeder) publish(r *http.Request, channel, version string) (*api.Publish
 	rec := record{Manifest: *m, InfoBytes: infoBytes, Pieces: release.EncodePieces(layout.PiecesSHA256), PublishedAt: time.Now().UTC(), Pending: true}
 	key := releaseKey(channel, version)
 	err = errors.Join(
-		s.db.PutRaw(store.Meta, map[string][]byte{piecesFile(channel, version, pieces.SHA256): rec.Pieces}),
+		s.db.PutRaw(store.Meta, map[string][]byte{piecesFile(&rec): rec.Pieces}),
 		s.db.Put(store.Releases, key, rec))
 	if err == nil {
 		_, err = s.repo.Publish(signed, time.Now())
-		if errors.Is(err, trust.ErrBadSignature) {
+		switch {
+		case errors.Is(err, trust.ErrBadSignature):
 			err = refuse(http.StatusForbidden, "targets metadata is not signed by the deployment's targets key: %w", err)
+		case errors.Is(err, trust.ErrVersion):
+			err = refuse(http.StatusConflict, "targets metadata was signed against an older targets.json (another publish came first; publish again): %w", err)
 		}
 	}
 	if err != nil {
-		if ferr := s.forget(channel, version); ferr != nil {
+		if ferr := s.forget(rec); ferr != nil {
 			s.log.Error("remove refused release", "channel", channel, "version", version, "err", ferr)
 		}
 		return nil, err
@@ -238,6 +241,7 @@ func checkLayout(l *release.Layout, m *release.Manifest, bundle, pieces *trust.T
 	if l.Length != bundle.Length || l.SHA256 != bundle.SHA256 {
 		return nil, fmt.Errorf("uploaded bundle does not match its signed length and SHA-256")
 	}
+	l.Manifest.Channel, l.Manifest.Version = m.Channel, m.Version
 	infoBytes, infoHash, err := swarm.InfoBytes(l)
 	if err != nil {
 		return nil, err

@@ -44,12 +44,13 @@ func appFiles() map[string][]byte {
 	return map[string][]byte{"a.txt": []byte("hello, peerpatch\n"), "sub/b.bin": seeder.Pattern(100_000, 1)}
 }
 
-func infoHashOf(t *testing.T, path string) (string, int64) {
+func infoHashOf(t *testing.T, path, channel, version string) (string, int64) {
 	t.Helper()
 	l, err := release.Build(context.Background(), path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.Manifest.Channel, l.Manifest.Version = channel, version
 	_, ih, err := swarm.InfoBytes(l)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +74,7 @@ func TestPublishRoundTrip(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := seeder.WriteTree(t, src, tc.relName, tc.files)
-			wantIH, wantLen := infoHashOf(t, path)
+			wantIH, wantLen := infoHashOf(t, path, tc.channel, tc.version)
 			res, err := ac.Publish(ctx, h.Keys, tc.channel, tc.version, path)
 			if err != nil {
 				t.Fatalf("Publish: %v", err)
@@ -367,9 +368,9 @@ func TestPublishMismatch(t *testing.T) {
 				targets = sg.Targets
 			}
 			ct, body := seeder.Body(t, targets, tc.parts())
-			code, b := h.Post(t, "stable", "1.0.0", ct, body)
-			if code != tc.wantCode || !strings.Contains(string(b), tc.wantText) {
-				t.Errorf("HTTP %d %s, want %d naming %s", code, b, tc.wantCode, tc.wantText)
+			code, hdr, b := h.Do(t, http.MethodPost, seeder.PublishPath("stable", "1.0.0"), h.Admin, bytes.NewReader(body), http.Header{"Content-Type": {ct}})
+			if msg := seeder.ErrorBody(t, hdr, b); code != tc.wantCode || !strings.Contains(msg, tc.wantText) {
+				t.Errorf("HTTP %d %q, want %d naming %s", code, msg, tc.wantCode, tc.wantText)
 			}
 			h.AssertUnchanged(t, before, "stable", "1.0.0")
 			// What agents could fetch: the pieces target of the refused release.
@@ -404,7 +405,7 @@ func TestServerVersionOrder(t *testing.T) {
 		{name: "same version replayed", channel: "stable", version: "2.0.0", stale: true, wantCode: http.StatusConflict},
 		{name: "same version with a v", channel: "stable", version: "v2.0.0", wantCode: http.StatusConflict},
 		{name: "pre-release of the current version", channel: "stable", version: "2.0.0-rc.1", wantCode: http.StatusConflict},
-		{name: "higher version signed against stale targets", channel: "stable", version: "3.0.0", stale: true, wantCode: http.StatusBadRequest},
+		{name: "higher version signed against stale targets", channel: "stable", version: "3.0.0", stale: true, wantCode: http.StatusConflict},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -423,7 +424,8 @@ func TestServerVersionOrder(t *testing.T) {
 		})
 	}
 	t.Run("another channel has its own order", func(t *testing.T) {
-		sg := seeder.Sign(t, h.Keys, h.TargetsJSON(t), "beta", "1.0.0", path)
+		other := seeder.WriteTree(t, src, "beta-app", appFiles())
+		sg := seeder.Sign(t, h.Keys, h.TargetsJSON(t), "beta", "1.0.0", other)
 		ct, body := seeder.Body(t, sg.Targets, sg.Parts)
 		if code, b := h.Post(t, "beta", "1.0.0", ct, body); code != http.StatusCreated {
 			t.Errorf("HTTP %d %s, want 201", code, b)
@@ -556,4 +558,39 @@ func getBody(t *testing.T, url, token string) []byte {
 		t.Fatalf("GET %s: HTTP %d %v", url, resp.StatusCode, err)
 	}
 	return b
+}
+
+// TestSameContentTwoReleases: promoting the very same build to another channel (or publishing it
+// again as a new version) is an ordinary publish: it must be stored and served, and the seeder
+// must still start afterwards.
+func TestSameContentTwoReleases(t *testing.T) {
+	keys := seeder.NewDeployment(t)
+	data := filepath.Join(t.TempDir(), "data")
+	h := seeder.StartHarness(t, keys, data)
+	ac, err := adminclient.New(h.URL, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := seeder.WriteTree(t, t.TempDir(), "app", appFiles())
+	ctx := context.Background()
+	if _, err := ac.Publish(ctx, keys, "beta", "1.0.0", path); err != nil {
+		t.Fatal(err)
+	}
+	before := h.Snapshot(t)
+	_, err = ac.Publish(ctx, keys, "stable", "1.0.0", path)
+	if err != nil {
+		t.Errorf("promote the beta build to stable: %v", err)
+		// A refusal must at least leave the signed metadata as it was.
+		h.AssertUnchanged(t, before, "stable", "1.0.0")
+	} else if seeder.FindRelease(h.Status(t), "stable", "1.0.0") == nil {
+		t.Errorf("Status does not list stable 1.0.0")
+	}
+	h.Stop()
+
+	// The seeder must start again on its data, whatever it answered.
+	h = seeder.StartHarness(t, keys, data)
+	st := h.Status(t)
+	if seeder.FindRelease(st, "beta", "1.0.0") == nil {
+		t.Errorf("after restart Status lists %+v, want beta 1.0.0", st.Releases)
+	}
 }

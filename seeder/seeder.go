@@ -5,8 +5,10 @@ package seeder
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -151,7 +153,7 @@ func (s *Seeder) resume() error {
 	var recs []record
 	err := s.db.ForEach(store.Releases, func(key string, raw []byte) error {
 		var r record
-		if err := jsonUnmarshal(raw, &r); err != nil {
+		if err := json.Unmarshal(raw, &r); err != nil {
 			return fmt.Errorf("release %s: %w", key, err)
 		}
 		recs = append(recs, r)
@@ -165,7 +167,7 @@ func (s *Seeder) resume() error {
 		if r.Pending {
 			if !published[release.BundleTarget(m.Channel, m.Version)] {
 				s.log.Warn("removing release that was never signed", "channel", m.Channel, "version", m.Version)
-				if err := s.forget(m.Channel, m.Version); err != nil {
+				if err := s.forget(r); err != nil {
 					return err
 				}
 				continue
@@ -176,19 +178,53 @@ func (s *Seeder) resume() error {
 			}
 		}
 		if err := s.seed(r); err != nil {
-			return err
+			// One broken release must not keep the others from being served.
+			s.log.Error("cannot seed release", "channel", m.Channel, "version", m.Version, "err", err)
 		}
+	}
+	if err := s.removeUnrecorded(); err != nil {
+		return err
 	}
 	s.log.Info("seeding releases", "count", len(s.live))
 	return nil
 }
 
-// forget removes an unsigned release's files and record.
-func (s *Seeder) forget(channel, version string) error {
-	if err := os.RemoveAll(s.releaseDir(channel, version)); err != nil {
-		return fmt.Errorf("remove release %s %s: %w", channel, version, err)
+// forget removes an unsigned release: its files, its pieces file and its record.
+func (s *Seeder) forget(r record) error {
+	m := &r.Manifest
+	if err := os.RemoveAll(s.releaseDir(m.Channel, m.Version)); err != nil {
+		return fmt.Errorf("remove release %s %s: %w", m.Channel, m.Version, err)
 	}
-	return s.db.Delete(store.Releases, releaseKey(channel, version))
+	return errors.Join(
+		s.db.Delete(store.Meta, piecesFile(&r)),
+		s.db.Delete(store.Releases, releaseKey(m.Channel, m.Version)))
+}
+
+// removeUnrecorded deletes release directories without a record: a crash between moving an
+// upload into place and recording it. Such a release was never signed.
+func (s *Seeder) removeUnrecorded() error {
+	root := filepath.Join(s.cfg.DataDir, releasesDir)
+	channels, err := os.ReadDir(root)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("list releases: %w", err)
+	}
+	for _, ch := range channels {
+		versions, err := os.ReadDir(filepath.Join(root, ch.Name()))
+		if err != nil {
+			return fmt.Errorf("list releases: %w", err)
+		}
+		for _, v := range versions {
+			_, err := s.db.GetRaw(store.Releases, releaseKey(ch.Name(), v.Name()))
+			if !errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			s.log.Warn("removing unrecorded release directory", "channel", ch.Name(), "version", v.Name())
+			if err := os.RemoveAll(filepath.Join(root, ch.Name(), v.Name())); err != nil {
+				return fmt.Errorf("remove unrecorded release: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Seeder) releaseDir(channel, version string) string {
@@ -347,9 +383,9 @@ func (m metaStore) GetMeta(name string) ([]byte, error) {
 
 func (m metaStore) PutMeta(files map[string][]byte) error { return m.db.PutRaw(store.Meta, files) }
 
-// piecesFile is the name under which the TUF client fetches a pieces target
+// piecesFile is the name under which the TUF client fetches a release's pieces target
 // (consistent snapshots: <dir>/<sha256>.<base>).
-func piecesFile(channel, version string, digest verify.Digest) string {
-	name := release.PiecesTarget(channel, version)
-	return "targets/" + path.Join(path.Dir(name), digest.String()+"."+path.Base(name))
+func piecesFile(r *record) string {
+	name := release.PiecesTarget(r.Manifest.Channel, r.Manifest.Version)
+	return "targets/" + path.Join(path.Dir(name), verify.Sum(r.Pieces).String()+"."+path.Base(name))
 }

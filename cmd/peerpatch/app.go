@@ -302,15 +302,21 @@ func demoCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			out := c.App.Writer
+			if c.Bool("json") {
+				out = c.App.ErrWriter // stdout carries the JSON summary alone
+			}
 			sum, err := demo.Run(c.Context, demo.Config{
 				Agents: c.Int("agents"), Size: int64(size), Rate: r, OriginPeers: c.Int("origin-peers"),
-				Out: c.App.Writer, Logger: log,
+				Out: out, Logger: log,
 			})
 			if err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
 			if c.Bool("json") {
-				return printJSON(c.App.Writer, sum)
+				if err := printJSON(c.App.Writer, sum); err != nil {
+					return err
+				}
 			}
 			if !sum.OK() {
 				return errors.New("demo: not every agent installed a verified release")

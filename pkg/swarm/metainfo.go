@@ -18,8 +18,10 @@ import (
 const MaxMetainfoSize = 16 << 20
 
 // InfoBytes builds the bencoded BitTorrent v1 info dictionary of a release and returns it with
-// its hex infohash. The dictionary is private (BEP 27) and fully determined by the layout, so
-// the publisher and the seeder derive the same infohash independently.
+// its hex infohash. The dictionary is private (BEP 27) and fully determined by the layout and
+// its manifest's channel and version, so the publisher and the seeder derive the same infohash
+// independently. The "source" key carries "<channel>/<version>", so that two releases with the
+// same bytes (a build promoted from beta to stable) are two torrents.
 func InfoBytes(l *release.Layout) ([]byte, string, error) {
 	m := &l.Manifest
 	private := true
@@ -28,6 +30,9 @@ func InfoBytes(l *release.Layout) ([]byte, string, error) {
 		PieceLength: m.PieceLength,
 		Pieces:      l.PiecesSHA1,
 		Private:     &private,
+	}
+	if m.Channel != "" {
+		info.Source = m.Channel + "/" + m.Version
 	}
 	if m.Dir {
 		for _, f := range m.Files {

@@ -72,12 +72,13 @@ func (c *Client) Publish(ctx context.Context, keysDir, channel, version, path st
 	if err != nil {
 		return nil, err
 	}
+	layout.Manifest.Channel, layout.Manifest.Version = channel, version
 	_, infoHash, err := swarm.InfoBytes(layout)
 	if err != nil {
 		return nil, err
 	}
 	m := layout.Manifest
-	m.Channel, m.Version, m.InfoHash = channel, version, infoHash
+	m.InfoHash = infoHash
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
