@@ -2,7 +2,6 @@ package seeder
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -236,14 +235,4 @@ func (s *Seeder) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
-}
-
-func hexInfoHash(s string) ([20]byte, error) {
-	var h [20]byte
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != 20 {
-		return h, fmt.Errorf("bad infohash %q", s)
-	}
-	copy(h[:], b)
-	return h, nil
 }

@@ -238,11 +238,7 @@ func (s *Seeder) seed(r record) error {
 	if err != nil {
 		return fmt.Errorf("seed %s %s: %w", m.Channel, m.Version, err)
 	}
-	mi, err := swarm.Metainfo(r.InfoBytes, "", nil)
-	if err != nil {
-		return err
-	}
-	tf, err := swarm.CheckMetainfo(mi, m)
+	tf, err := swarm.CheckInfo(r.InfoBytes, m)
 	if err != nil {
 		return fmt.Errorf("seed %s %s: %w", m.Channel, m.Version, err)
 	}
@@ -292,7 +288,7 @@ func (s *Seeder) releases() []api.Release {
 	for _, l := range s.live {
 		m := &l.rec.Manifest
 		st := l.torrent.Stats()
-		ih, _ := hexInfoHash(m.InfoHash)
+		ih, _ := swarm.ParseInfoHash(m.InfoHash)
 		peers, seeders := s.tracker.Peers(ih)
 		out = append(out, api.Release{
 			Channel: m.Channel, Version: m.Version, InfoHash: m.InfoHash, Length: m.Length(),

@@ -37,9 +37,13 @@ func (t *Torrent) announceLoop(ctx context.Context) {
 		}
 		event = tracker.None
 		interval := announceIdle
-		var completed <-chan struct{}
-		if !complete {
-			completed = t.t.Complete().On()
+		// Wake at once when completion changes: announce "completed", or look for peers
+		// again when a recheck found bad pieces in a complete torrent.
+		var changed <-chan struct{}
+		if complete {
+			changed = t.t.Complete().Off()
+		} else {
+			changed = t.t.Complete().On()
 			if !answered || t.t.Stats().ActivePeers < announceWanted {
 				interval = announceBusy
 			}
@@ -53,8 +57,10 @@ func (t *Torrent) announceLoop(ctx context.Context) {
 			cancel()
 			return
 		case <-time.After(interval):
-		case <-completed:
-			event = tracker.Completed
+		case <-changed:
+			if !complete {
+				event = tracker.Completed
+			}
 		}
 	}
 }
@@ -62,7 +68,7 @@ func (t *Torrent) announceLoop(ctx context.Context) {
 // announce sends one announce and adds the returned peers. It reports whether the tracker
 // answered.
 func (t *Torrent) announce(ctx context.Context, trackerURL string, event tracker.AnnounceEvent) bool {
-	ih, _ := parseInfoHash(t.m.InfoHash)
+	ih, _ := ParseInfoHash(t.m.InfoHash)
 	s := t.t.Stats()
 	res, err := tracker.Announce{
 		TrackerUrl: trackerURL,

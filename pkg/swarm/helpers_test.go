@@ -97,6 +97,31 @@ func buildRelease(t testing.TB, name string, files []testFile, webSeeds []string
 	return &testRelease{parent: parent, root: root, files: files, layout: layout, m: m, info: info, mi: mi, tf: tf}
 }
 
+// buildFileRelease writes a single file called name and builds it as a release.
+func buildFileRelease(t testing.TB, name string, data []byte) *testRelease {
+	t.Helper()
+	parent := t.TempDir()
+	root := filepath.Join(parent, name)
+	if err := os.WriteFile(root, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	layout, err := release.Build(context.Background(), root, 0)
+	if err != nil {
+		t.Fatalf("release.Build: %v", err)
+	}
+	info, ih, err := InfoBytes(layout)
+	if err != nil {
+		t.Fatalf("InfoBytes: %v", err)
+	}
+	m := layout.Manifest
+	m.Channel, m.Version, m.InfoHash = "stable", "1.0.0", ih
+	if err := m.Validate(); err != nil {
+		t.Fatalf("manifest: %v", err)
+	}
+	r := &testRelease{parent: parent, root: root, files: []testFile{{name, data}}, layout: layout, m: m, info: info}
+	return r.withWebSeeds(t, nil)
+}
+
 // withWebSeeds returns a copy of r whose .torrent lists webSeeds.
 func (r *testRelease) withWebSeeds(t testing.TB, webSeeds []string) *testRelease {
 	t.Helper()
@@ -112,7 +137,7 @@ func (r *testRelease) withWebSeeds(t testing.TB, webSeeds []string) *testRelease
 }
 
 func (r *testRelease) infoHash() [20]byte {
-	ih, err := parseInfoHash(r.m.InfoHash)
+	ih, err := ParseInfoHash(r.m.InfoHash)
 	if err != nil {
 		panic(err)
 	}
@@ -139,11 +164,23 @@ func (r *testRelease) offset(t testing.TB, path string, off int64) int64 {
 	return 0
 }
 
+// verifiedBytes is the length of the given pieces.
+func (r *testRelease) verifiedBytes(pieces []int) int64 {
+	var n int64
+	for _, i := range pieces {
+		n += min(int64(i+1)*r.m.PieceLength, r.layout.Length) - int64(i)*r.m.PieceLength
+	}
+	return n
+}
+
 // assertFilesEqual checks that dir/name holds exactly r's files.
 func (r *testRelease) assertFilesEqual(t testing.TB, dir string) {
 	t.Helper()
 	for _, f := range r.files {
 		p := filepath.Join(dir, r.m.Name, filepath.FromSlash(f.path))
+		if !r.m.Dir {
+			p = filepath.Join(dir, r.m.Name)
+		}
 		got, err := os.ReadFile(p)
 		if err != nil {
 			t.Errorf("downloaded file %s: %v", f.path, err)

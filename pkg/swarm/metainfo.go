@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
-	"path"
 	"strings"
 
 	"github.com/anacrolix/torrent/bencode"
@@ -75,23 +74,32 @@ func CheckMetainfo(b []byte, m *release.Manifest) (*TorrentFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse torrent: %w", err)
 	}
-	if got := mi.HashInfoBytes().HexString(); got != m.InfoHash {
+	tf, err := CheckInfo(mi.InfoBytes, m)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range mi.UrlList {
+		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
+			tf.WebSeeds = append(tf.WebSeeds, u)
+		}
+	}
+	return tf, nil
+}
+
+// CheckInfo checks bencoded info bytes against the signed manifest, as CheckMetainfo does, and
+// returns a TorrentFile without web seeds.
+func CheckInfo(infoBytes []byte, m *release.Manifest) (*TorrentFile, error) {
+	if got := metainfo.HashBytes(infoBytes).HexString(); got != m.InfoHash {
 		return nil, fmt.Errorf("torrent infohash %s, signed metadata says %s: %w", got, m.InfoHash, ErrMetadataMismatch)
 	}
-	info, err := mi.UnmarshalInfo()
-	if err != nil {
+	var info metainfo.Info
+	if err := bencode.Unmarshal(infoBytes, &info); err != nil {
 		return nil, fmt.Errorf("parse torrent info: %w", err)
 	}
 	if err := checkInfo(&info, m); err != nil {
 		return nil, fmt.Errorf("torrent %s: %w: %w", m.InfoHash, err, ErrMetadataMismatch)
 	}
-	var seeds []string
-	for _, u := range mi.UrlList {
-		if strings.HasPrefix(u, "http://") || strings.HasPrefix(u, "https://") {
-			seeds = append(seeds, u)
-		}
-	}
-	return &TorrentFile{infoBytes: mi.InfoBytes, WebSeeds: seeds}, nil
+	return &TorrentFile{infoBytes: infoBytes}, nil
 }
 
 func checkInfo(info *metainfo.Info, m *release.Manifest) error {
@@ -114,7 +122,7 @@ func checkInfo(info *metainfo.Info, m *release.Manifest) error {
 		return fmt.Errorf("%d files, signed %d", len(info.Files), len(m.Files))
 	}
 	for i, f := range info.Files {
-		p := path.Join(f.Path...)
+		p := strings.Join(f.Path, "/")
 		if p != m.Files[i].Path || f.Length != m.Files[i].Length {
 			return fmt.Errorf("file %d is %q (%d bytes), signed %q (%d bytes)", i, p, f.Length, m.Files[i].Path, m.Files[i].Length)
 		}
@@ -122,7 +130,8 @@ func checkInfo(info *metainfo.Info, m *release.Manifest) error {
 	return nil
 }
 
-func parseInfoHash(s string) ([20]byte, error) {
+// ParseInfoHash parses a hex v1 infohash.
+func ParseInfoHash(s string) ([20]byte, error) {
 	var h [20]byte
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != 20 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"sync"
 
 	g "github.com/anacrolix/generics"
@@ -26,7 +27,7 @@ type verifyingStorage struct {
 	torrents map[metainfo.Hash]*entry
 }
 
-func newVerifyingStorage(baseDir string, completion storage.PieceCompletion) *verifyingStorage {
+func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, log *slog.Logger) *verifyingStorage {
 	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry)}
 	s.inner = storage.NewFileOpts(storage.NewFileClientOpts{
 		ClientBaseDir: baseDir,
@@ -40,6 +41,7 @@ func newVerifyingStorage(baseDir string, completion storage.PieceCompletion) *ve
 		PieceCompletion: completion,
 		UsePartFiles:    g.Some(true),
 		DisableMmap:     true,
+		Logger:          log.With("component", "storage"),
 	})
 	return s
 }

@@ -89,6 +89,7 @@ type Client struct {
 	peerID  [20]byte
 
 	mu       sync.Mutex
+	closed   bool
 	torrents map[[20]byte]*Torrent
 	origins  map[*torrent.Peer]bool // connections to the origin, for byte accounting
 
@@ -124,7 +125,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		storage:  newVerifyingStorage(cfg.DataDir, completion),
+		storage:  newVerifyingStorage(cfg.DataDir, completion, cfg.Logger),
 		torrents: make(map[[20]byte]*Torrent),
 		origins:  make(map[*torrent.Peer]bool),
 	}
@@ -191,6 +192,13 @@ func (c *Client) Port() int { return c.cl.LocalPort() }
 
 // Close drops every torrent and stops the client.
 func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
 	c.cancel()
 	c.wg.Wait()
 	c.cl.Close()

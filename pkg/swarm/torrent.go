@@ -74,14 +74,17 @@ type Torrent struct {
 	mu      sync.Mutex
 	lastBad *PieceError
 
+	ctx    context.Context // ends when the torrent is dropped or the client closed
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 // Add registers a release with its signed piece hashes and adds it to the swarm. Data already
-// in spec.Dir counts only once verified; a complete release is seeded at once.
+// in spec.Dir counts as complete when a file has its final name and size (the seeder's
+// releases), or when its pieces were verified before (PersistCompletion); other data is
+// checked against the signed SHA-256 before Add returns. A complete release is seeded at once.
 func (c *Client) Add(spec Spec) (*Torrent, error) {
-	ih, err := parseInfoHash(spec.Manifest.InfoHash)
+	ih, err := ParseInfoHash(spec.Manifest.InfoHash)
 	if err != nil {
 		return nil, fmt.Errorf("add torrent: %w", err)
 	}
@@ -97,11 +100,16 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	e.checking.Store(true)
 
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("add torrent %s: %w", spec.Manifest.InfoHash, ErrClosed)
+	}
 	if _, ok := c.torrents[ih]; ok {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("add torrent %s: already added", spec.Manifest.InfoHash)
 	}
 	c.torrents[ih] = t
+	c.wg.Add(1) // the announce loop, started below
 	c.mu.Unlock()
 	c.storage.register(e)
 
@@ -109,19 +117,19 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	select {
 	case <-tt.GotInfo():
 	case <-time.After(10 * time.Second):
+		c.wg.Done()
+		tt.Drop()
 		t.drop()
 		return nil, fmt.Errorf("add torrent %s: info not loaded", spec.Manifest.InfoHash)
 	}
 	t.t = tt
 	t.awaitChecked()
 	e.checking.Store(false)
-	var ctx context.Context
-	ctx, t.cancel = context.WithCancel(c.ctx)
-	c.wg.Add(1)
+	t.ctx, t.cancel = context.WithCancel(c.ctx)
 	go func() {
 		defer c.wg.Done()
 		defer close(t.done)
-		t.announceLoop(ctx)
+		t.announceLoop(t.ctx)
 	}()
 	return t, nil
 }
@@ -177,7 +185,7 @@ func (t *Torrent) Drop() {
 }
 
 func (t *Torrent) drop() {
-	ih, _ := parseInfoHash(t.m.InfoHash)
+	ih, _ := ParseInfoHash(t.m.InfoHash)
 	t.c.mu.Lock()
 	delete(t.c.torrents, ih)
 	t.c.mu.Unlock()
@@ -249,6 +257,8 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			return nil
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-t.ctx.Done():
+			return fmt.Errorf("download %s: %w", t.m.InfoHash, ErrClosed)
 		case <-tick.C:
 		}
 		now := time.Now()

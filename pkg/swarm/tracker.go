@@ -64,6 +64,9 @@ func (tr *Tracker) TrackAnnounce(_ context.Context, req udp.AnnounceRequest, add
 	ps := tr.peers[req.InfoHash]
 	if req.Event == tracker.Stopped {
 		delete(ps, addr)
+		if len(ps) == 0 {
+			delete(tr.peers, req.InfoHash)
+		}
 		return nil
 	}
 	if ps == nil {

@@ -1,0 +1,164 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestAgentToAgent: agent A downloads from the origin, the origin leaves, agent B downloads
+// from A alone. B counts every byte as from peers, none from the origin.
+func TestAgentToAgent(t *testing.T) {
+	r := buildRelease(t, "app", multiFiles(), nil)
+	tr, trackerURL := startTracker(t)
+	origin, _ := startSeeder(t, r, trackerURL)
+
+	dirA := t.TempDir()
+	a := newClient(t, Config{PersistCompletion: true})
+	ta, err := a.Add(r.spec(dirA, trackerURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := download(t, ta, DownloadOptions{FallbackAfter: 30 * time.Second, StallTimeout: 30 * time.Second}); err != nil {
+		t.Fatalf("A's Download: %v", err)
+	}
+	origin.Close() // announces stopped
+	eventually(t, "the tracker to list only agent A", func() bool {
+		total, seeders := tr.Peers(r.infoHash())
+		return total == 1 && seeders == 1
+	})
+
+	dirB := t.TempDir()
+	b := newClient(t, Config{PersistCompletion: true})
+	tb, err := b.Add(r.spec(dirB, trackerURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := download(t, tb, DownloadOptions{FallbackAfter: 30 * time.Second, StallTimeout: 30 * time.Second}); err != nil {
+		t.Fatalf("B's Download: %v", err)
+	}
+	sb := tb.Stats()
+	t.Logf("B: %+v; A: %+v", sb, ta.Stats())
+	if sb.FromOrigin != 0 || sb.FromPeers != sb.Total {
+		t.Errorf("B: FromOrigin %d, FromPeers %d; want 0 and %d (an agent is not the origin)", sb.FromOrigin, sb.FromPeers, sb.Total)
+	}
+	if up := ta.Stats().Uploaded; up < sb.Total {
+		t.Errorf("A uploaded %d bytes, want at least %d", up, sb.Total)
+	}
+	r.assertFilesEqual(t, dirB)
+}
+
+// TestRepairAfterVerify is the agent's recovery path: the swarm copy is damaged on disk after
+// download, Verify finds the bad piece, and the next Download fetches it again from the seeder,
+// which is still in the swarm. (A complete torrent's announce loop sleeps announceIdle; the
+// download must not wait for that to find the seeder again.)
+func TestRepairAfterVerify(t *testing.T) {
+	r := buildRelease(t, "app", multiFiles(), nil)
+	_, trackerURL := startTracker(t)
+	startSeeder(t, r, trackerURL)
+	dir := t.TempDir()
+	c := newClient(t, Config{PersistCompletion: true})
+	tt, err := c.Add(r.spec(dir, trackerURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := download(t, tt, DownloadOptions{FallbackAfter: 30 * time.Second, StallTimeout: 30 * time.Second}); err != nil {
+		t.Fatalf("Download: %v", err)
+	}
+
+	// A disk fault in sub/c.dat, whose first piece is shared with sub/b.bin.
+	p := filepath.Join(dir, "app", "sub", "c.dat")
+	if err := os.Chmod(p, 0o644); err != nil { // promoted files are read-only
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[10] ^= 1
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := int(r.offset(t, "sub/c.dat", 10) / r.m.PieceLength)
+
+	if err := tt.Verify(context.Background()); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	s := tt.Stats()
+	if tt.Complete() || pieceComplete(tt, bad) || s.Completed != s.Total-r.m.PieceLength {
+		t.Fatalf("after Verify: complete %v, piece %d complete %v, stats %+v", tt.Complete(), bad, pieceComplete(tt, bad), s)
+	}
+
+	err = download(t, tt, DownloadOptions{FallbackAfter: 30 * time.Second, StallTimeout: 8 * time.Second})
+	if err != nil {
+		t.Fatalf("repair Download with the seeder in the swarm: %v", err)
+	}
+	r.assertFilesEqual(t, dir)
+}
+
+// TestDownloadReturnsOnClose: closing the client ends a running Download with ErrClosed
+// instead of leaving it to run into the stall timeout.
+func TestDownloadReturnsOnClose(t *testing.T) {
+	r := buildRelease(t, "app", smallFiles(), nil)
+	_, trackerURL := startTracker(t) // no seeder: the download cannot progress
+	c := newClient(t, Config{PersistCompletion: true})
+	tt, err := c.Add(r.spec(t.TempDir(), trackerURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- tt.Download(context.Background(), DownloadOptions{
+			FallbackAfter: time.Minute,
+			StallTimeout:  5 * time.Second,
+			Progress: func(Stats) {
+				select {
+				case started <- struct{}{}:
+				default:
+				}
+			},
+		})
+	}()
+	<-started
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	err = <-done
+	if !errors.Is(err, ErrClosed) {
+		t.Errorf("Download after Close returned %v, want ErrClosed", err)
+	}
+}
+
+// TestAddAfterClose: a closed client refuses new torrents.
+func TestAddAfterClose(t *testing.T) {
+	r := buildRelease(t, "app", smallFiles(), nil)
+	c := newClient(t, Config{})
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	tt, err := c.Add(r.spec(r.parent))
+	if !errors.Is(err, ErrClosed) {
+		t.Errorf("Add on a closed client: torrent %v, error %v; want ErrClosed", tt != nil, err)
+	}
+}
+
+// TestCloseTwice: Close is safe to repeat.
+func TestCloseTwice(t *testing.T) {
+	r := buildRelease(t, "app", smallFiles(), nil)
+	c := newClient(t, Config{PersistCompletion: true})
+	tt, err := c.Add(r.spec(r.parent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("first Close: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	_ = tt.Stats() // still answers
+}
