@@ -107,8 +107,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("swarm listen address %q: %w", cfg.ListenAddr, err)
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
+	if _, err := strconv.ParseUint(portStr, 10, 16); err != nil {
 		return nil, fmt.Errorf("swarm listen address %q: bad port: %w", cfg.ListenAddr, err)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -139,7 +138,7 @@ func New(cfg Config) (*Client, error) {
 	tc.DataDir = cfg.DataDir
 	tc.DefaultStorage = c.storage
 	tc.PeerID = string(c.peerID[:])
-	tc.SetListenAddr(net.JoinHostPort(host, strconv.Itoa(port)))
+	tc.SetListenAddr(cfg.ListenAddr)
 	if ip := net.ParseIP(host); ip != nil {
 		// A literal address binds one family only.
 		tc.DisableIPv6 = ip.To4() != nil
