@@ -309,7 +309,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 		return err
 	}
 	if installed == m.Version {
-		a.report(ctx, api.Report{State: api.StateInstalled})
+		a.report(ctx, withStats(api.Report{State: api.StateInstalled}, a.torrent(m.Version)))
 		return nil
 	}
 	log := a.log.With("channel", m.Channel, "version", m.Version)
@@ -335,10 +335,26 @@ func (a *Agent) cycle(ctx context.Context) error {
 	}
 	st := t.Stats()
 	log.Info("installed", "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "badPieces", st.BadPieces)
-	a.report(ctx, api.Report{State: api.StateInstalled, Completed: st.Completed, Total: st.Total,
-		BytesFromPeers: st.FromPeers, BytesFromOrigin: st.FromOrigin, Uploaded: st.Uploaded})
+	a.report(ctx, withStats(api.Report{State: api.StateInstalled}, t))
 	a.prune()
 	return nil
+}
+
+// torrent returns the swarm torrent of a version this process holds, nil if none.
+func (a *Agent) torrent(version string) *swarm.Torrent {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.torrents[version]
+}
+
+// withStats adds a torrent's transfer figures (if t is not nil) to a report.
+func withStats(r api.Report, t *swarm.Torrent) api.Report {
+	if t == nil {
+		return r
+	}
+	s := t.Stats()
+	r.Completed, r.Total, r.BytesFromPeers, r.BytesFromOrigin, r.Uploaded = s.Completed, s.Total, s.FromPeers, s.FromOrigin, s.Uploaded
+	return r
 }
 
 // trustVersion records v as trusted, refusing a version below the highest ever trusted.
@@ -393,8 +409,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 			log.Debug("progress", "completed", s.Completed, "total", s.Total, "fromPeers", s.FromPeers, "fromOrigin", s.FromOrigin, "peers", s.Peers)
 			if time.Since(lastReport) >= 2*time.Second {
 				lastReport = time.Now()
-				a.report(ctx, api.Report{State: api.StateDownloading, TargetVersion: m.Version, Completed: s.Completed,
-					Total: s.Total, BytesFromPeers: s.FromPeers, BytesFromOrigin: s.FromOrigin, Uploaded: s.Uploaded})
+				a.report(ctx, withStats(api.Report{State: api.StateDownloading, TargetVersion: m.Version}, t))
 			}
 		},
 	})
@@ -402,7 +417,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 		return nil, err
 	}
 	st := t.Stats()
-	log.Info("downloaded", "received", st.FromPeers+st.FromOrigin, "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin)
+	log.Info("downloaded", "received", st.FromPeers+st.FromOrigin, "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "wasted", st.Wasted)
 	return t, nil
 }
 

@@ -49,10 +49,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 		SameTree(t, v1, filepath.Join(a.Install, "previous"))
 	}
-	st := s.Status(t, d)
-	if len(st.Agents) != 4 {
-		t.Fatalf("status lists %d agents, want 4", len(st.Agents))
-	}
+	awaitReports(t, s, d, "2.0.0", 4, int64(8<<20))
 
 	// Third release: the mirror gets a copy of the seeder's release tree (as rsync would), then
 	// the seeder is killed once every agent is downloading.
@@ -81,6 +78,28 @@ func (c countingWriter) Write(b []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(b)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// awaitReports waits until n agents report version installed, each with at least size bytes
+// received from peers and the origin together.
+func awaitReports(t *testing.T, s *Seeder, d *Deployment, version string, n int, size int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var st api.Status
+	for time.Now().Before(deadline) {
+		st = s.Status(t, d)
+		ok := 0
+		for _, a := range st.Agents {
+			if a.State == api.StateInstalled && a.InstalledVersion == version && a.BytesFromPeers+a.BytesFromOrigin >= size {
+				ok++
+			}
+		}
+		if ok == n {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("status did not show %d agents installed on %s with their bytes: %+v", n, version, st.Agents)
 }
 
 // awaitDownloading waits until n agents report downloading version with some bytes verified.

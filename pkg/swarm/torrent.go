@@ -196,6 +196,7 @@ func (t *Torrent) drop() {
 type Stats struct {
 	Completed, Total      int64 // bytes in verified pieces, release bytes
 	FromPeers, FromOrigin int64 // useful bytes received from other agents, and from the origin (seeder or web seeds)
+	Wasted                int64 // piece bytes received that were not needed (duplicates)
 	Uploaded              int64 // piece bytes sent to peers
 	Peers                 int   // connected peers
 	BadPieces             int64 // pieces that failed SHA-256 verification
@@ -210,6 +211,7 @@ func (t *Torrent) Stats() Stats {
 		Total:      t.m.Length(),
 		FromPeers:  t.fromPeers.Load(),
 		FromOrigin: t.fromOrigin.Load(),
+		Wasted:     s.BytesReadData.Int64() - s.BytesReadUsefulData.Int64(),
 		Uploaded:   s.BytesWrittenData.Int64(),
 		Peers:      s.ActivePeers,
 		BadPieces:  t.badPieces.Load(),
