@@ -104,7 +104,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		return nil, err
 	}
 	fmt.Fprintf(cfg.Out, "Peerpatch demo: a seeder and %d agents on loopback, every upload capped at %s/s, a %s release\n",
-		cfg.Agents, bytes(cfg.Rate), bytes(cfg.Size))
+		cfg.Agents, size(cfg.Rate), size(cfg.Size))
 	installDirs := make([]string, cfg.Agents)
 	for i := range cfg.Agents {
 		dir := filepath.Join(tmp, fmt.Sprintf("agent%d", i+1))
@@ -297,13 +297,13 @@ func printSummary(w io.Writer, s *Summary) {
 	if s.BoundSecs > 0 {
 		fmt.Fprintf(w, " (physical bound %.1fs, ratio %.2f)", s.BoundSecs, s.Seconds/s.BoundSecs)
 	}
-	fmt.Fprintf(w, "\n  origin sent:   %s = %.2f × the release (plain HTTP to every agent: %d ×)\n", bytes(s.OriginBytes), s.OriginRatio, s.Agents)
+	fmt.Fprintf(w, "\n  origin sent:   %s = %.2f × the release (plain HTTP to every agent: %d ×)\n", size(s.OriginBytes), s.OriginRatio, s.Agents)
 	total := s.FromPeers + s.FromOrigin
 	share := 0.0
 	if total > 0 {
 		share = 100 * float64(s.FromPeers) / float64(total)
 	}
-	fmt.Fprintf(w, "  agents got:    %s from peers, %s from the origin (%.0f%% from peers)\n", bytes(s.FromPeers), bytes(s.FromOrigin), share)
+	fmt.Fprintf(w, "  agents got:    %s from peers, %s from the origin (%.0f%% from peers)\n", size(s.FromPeers), size(s.FromOrigin), share)
 	verdict := "ok"
 	if !s.OK() {
 		verdict = "FAILED"

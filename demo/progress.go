@@ -15,7 +15,7 @@ import (
 	"github.com/peerpatch/peerpatch/pkg/api"
 )
 
-func bytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
+func size(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 // progress shows one bar per agent on a terminal, and a line every few seconds elsewhere.
 type progress struct {
@@ -76,7 +76,7 @@ func (v *progress) update(st *api.Status) {
 			done += a.Completed
 		}
 	}
-	fmt.Fprintf(v.out, "  %s received by %d agents, %d installed\n", bytes(done), len(agents), installed)
+	fmt.Fprintf(v.out, "  %s received by %d agents, %d installed\n", size(done), len(agents), installed)
 }
 
 func (v *progress) close() {
