@@ -49,7 +49,18 @@ func TestFleetEndToEnd(t *testing.T) {
 		}
 		SameTree(t, v1, filepath.Join(a.Install, "previous"))
 	}
-	awaitReports(t, s, d, "2.0.0", 4, int64(8<<20))
+	st := awaitReports(t, s, d, "2.0.0", 4, int64(8<<20))
+	var fromPeers, fromOrigin int64
+	for _, a := range st.Agents {
+		fromPeers += a.BytesFromPeers
+		fromOrigin += a.BytesFromOrigin
+	}
+	for _, r := range st.Releases {
+		if r.Version == "2.0.0" {
+			t.Logf("release 2.0.0 (%d bytes): the seeder sent %d bytes (%.2f × the release); the 4 agents received %d bytes from peers and %d from the origin",
+				r.Length, r.OriginBytes, float64(r.OriginBytes)/float64(r.Length), fromPeers, fromOrigin)
+		}
+	}
 
 	// Third release: the mirror gets a copy of the seeder's release tree (as rsync would), then
 	// the seeder is killed once every agent is downloading.
@@ -82,7 +93,7 @@ func (c countingWriter) Write(b []byte) (int, error) {
 
 // awaitReports waits until n agents report version installed, each with at least size bytes
 // received from peers and the origin together.
-func awaitReports(t *testing.T, s *Seeder, d *Deployment, version string, n int, size int64) {
+func awaitReports(t *testing.T, s *Seeder, d *Deployment, version string, n int, size int64) api.Status {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	var st api.Status
@@ -95,11 +106,12 @@ func awaitReports(t *testing.T, s *Seeder, d *Deployment, version string, n int,
 			}
 		}
 		if ok == n {
-			return
+			return st
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("status did not show %d agents installed on %s with their bytes: %+v", n, version, st.Agents)
+	return st
 }
 
 // awaitDownloading waits until n agents report downloading version with some bytes verified.
