@@ -139,8 +139,11 @@ func open(cfg Config) (a *Agent, err error) {
 		return nil, err
 	}
 	a.hostname, _ = os.Hostname()
-	auth := api.NewAuth(string(token), cfg.Seeders...)
-	transport := auth.Transport(nil)
+	base, err := api.NewTransport(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	transport := api.NewAuth(string(token), cfg.Seeders...).Transport(base)
 	a.http = &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	for i, s := range cfg.Seeders {
 		c, err := trust.NewClient(trust.ClientConfig{
@@ -161,7 +164,7 @@ func open(cfg Config) (a *Agent, err error) {
 		UploadRate:        cfg.UploadRate,
 		DownloadRate:      cfg.DownloadRate,
 		PersistCompletion: true,
-		Authorize:         auth.Authorize,
+		Transport:         transport,
 		Logger:            a.log,
 	})
 	if err != nil {

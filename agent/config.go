@@ -21,6 +21,8 @@ type Config struct {
 	TrustFile string
 	// TokenFile (--token-file) holds the fleet enrolment token.
 	TokenFile string
+	// CAFile (--ca) holds PEM certificates to verify https seeders with, besides the system's.
+	CAFile string
 	// Channel (--channel) is the release channel to follow.
 	Channel string
 	// InstallDir (--install-dir) receives releases/<version>/ and the current and previous

@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 		}()
 	}
 
-	admin, err := adminclient.New(seederURL, keys)
+	admin, err := adminclient.New(seederURL, keys, "")
 	if err != nil {
 		return nil, err
 	}

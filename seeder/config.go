@@ -22,6 +22,9 @@ type Config struct {
 	// WebSeeds (--webseed) are extra web-seed mirrors put into new torrents: base URLs of any
 	// plain HTTP server holding a copy of DataDir/releases.
 	WebSeeds []string
+	// TLSCert and TLSKey (--tls-cert, --tls-key) are PEM files; with them the seeder serves
+	// https only, and PublicURL defaults to https://Listen.
+	TLSCert, TLSKey string
 	// PeerListen (--peer-listen) is the HOST:PORT for BitTorrent peers; default Listen's host
 	// with a free port.
 	PeerListen string
@@ -48,8 +51,14 @@ func (c *Config) validate() error {
 	if err != nil {
 		return fmt.Errorf("--listen %q: want HOST:PORT: %w", c.Listen, err)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("--tls-cert and --tls-key go together")
+	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.Listen
+		if c.TLSCert != "" {
+			c.PublicURL = "https://" + c.Listen
+		}
 	}
 	c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	if err := checkBaseURL(c.PublicURL); err != nil {

@@ -32,7 +32,7 @@ func newSeeder(t *testing.T) (*seeder.Harness, *adminclient.Client) {
 	t.Helper()
 	keys := seeder.NewDeployment(t)
 	h := seeder.StartHarness(t, keys, filepath.Join(t.TempDir(), "data"))
-	ac, err := adminclient.New(h.URL, keys)
+	ac, err := adminclient.New(h.URL, keys, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +480,7 @@ func TestRestart(t *testing.T) {
 	}
 
 	url, stop := run()
-	ac, err := adminclient.New(url, keys)
+	ac, err := adminclient.New(url, keys, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -504,7 +504,7 @@ func TestRestart(t *testing.T) {
 	}
 
 	url, stop = run()
-	ac, err = adminclient.New(url, keys)
+	ac, err = adminclient.New(url, keys, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,7 +567,7 @@ func TestSameContentTwoReleases(t *testing.T) {
 	keys := seeder.NewDeployment(t)
 	data := filepath.Join(t.TempDir(), "data")
 	h := seeder.StartHarness(t, keys, data)
-	ac, err := adminclient.New(h.URL, keys)
+	ac, err := adminclient.New(h.URL, keys, "")
 	if err != nil {
 		t.Fatal(err)
 	}

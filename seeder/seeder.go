@@ -5,6 +5,7 @@ package seeder
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -126,13 +127,23 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 			ln.Close()
 		}
 	}()
+	if cfg.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	}
+	// The seeder announces its releases to its own tracker, through its public URL.
+	base, err := api.NewTransport(cfg.TLSCert)
+	if err != nil {
+		return nil, nil, err
+	}
 	s.swarm, err = swarm.New(swarm.Config{
 		DataDir:            filepath.Join(cfg.DataDir, swarmDir),
 		ListenAddr:         cfg.PeerListen,
 		Origin:             true,
 		UploadRate:         cfg.UploadRate,
 		MaxConnsPerTorrent: cfg.MaxPeersPerRelease,
-		Authorize:          api.NewAuth(string(s.agent), cfg.PublicURL).Authorize,
+		Transport:          api.NewAuth(string(s.agent), cfg.PublicURL).Transport(base),
 		Logger:             s.log,
 	})
 	if err != nil {
@@ -313,7 +324,13 @@ func (s *Seeder) serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if s.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

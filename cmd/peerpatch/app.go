@@ -123,6 +123,8 @@ func seederCommand() *cli.Command {
 			&cli.StringFlag{Name: "public-url", Usage: "base `URL` agents use (default http://--listen)"},
 			&cli.StringSliceFlag{Name: "webseed", Usage: "extra web-seed mirror `URL` serving a copy of S/releases (repeatable)"},
 			&cli.StringFlag{Name: "peer-listen", Usage: "`HOST:PORT` for BitTorrent peers (default: --listen host, any port)"},
+			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate `file`: serve https (with --tls-key)"},
+			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key `file` of --tls-cert"},
 			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "cap on what the origin sends, e.g. 50MiB (per second; 0 = unlimited)"},
 			&cli.IntFlag{Name: "max-peers", Value: 2, Usage: "origin connections per release; fewer make agents share more"},
 		},
@@ -139,6 +141,7 @@ func seederCommand() *cli.Command {
 				DataDir: c.String("data"), Listen: c.String("listen"), KeysDir: c.String("keys"),
 				PublicURL: c.String("public-url"), WebSeeds: c.StringSlice("webseed"),
 				PeerListen: c.String("peer-listen"), UploadRate: up, MaxPeersPerRelease: c.Int("max-peers"),
+				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
 				Logger: log,
 			})
 		},
@@ -156,6 +159,7 @@ func publishCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (targets key, admin token)"},
+			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
 			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel`, e.g. stable"},
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release `version` (semver, e.g. 1.4.2)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -164,7 +168,7 @@ func publishCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("publish: want exactly one PATH argument, got %d", c.NArg())
 			}
-			cl, err := adminclient.New(c.String("seeder"), c.String("keys"))
+			cl, err := adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
 			if err != nil {
 				return err
 			}
@@ -195,6 +199,7 @@ func agentCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "seeder", Required: true, Usage: "seeder base `URL` (repeatable, tried in order)"},
 			&cli.StringFlag{Name: "trust", Required: true, Usage: "the deployment's `root.json`"},
 			&cli.StringFlag{Name: "token-file", Required: true, Usage: "`file` holding the agent token"},
+			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
 			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel` to follow"},
 			&cli.StringFlag{Name: "install-dir", Required: true, Usage: "install directory `I`"},
 			&cli.BoolFlag{Name: "once", Usage: "run one update cycle and exit"},
@@ -220,7 +225,7 @@ func agentCommand() *cli.Command {
 			}
 			return agent.Run(c.Context, agent.Config{
 				DataDir: c.String("data"), Seeders: c.StringSlice("seeder"), TrustFile: c.String("trust"),
-				TokenFile: c.String("token-file"), Channel: c.String("channel"), InstallDir: c.String("install-dir"),
+				TokenFile: c.String("token-file"), CAFile: c.String("ca"), Channel: c.String("channel"), InstallDir: c.String("install-dir"),
 				Once: c.Bool("once"), Interval: c.Duration("interval"), PeerListen: c.String("peer-listen"),
 				UploadRate: up, DownloadRate: down, FallbackAfter: c.Duration("fallback-after"),
 				StallTimeout: c.Duration("stall-timeout"), Logger: log,
@@ -236,10 +241,11 @@ func statusCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (admin token)"},
+			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
 			&cli.BoolFlag{Name: "json", Usage: "print JSON: a top-level \"agents\" array and a \"releases\" array"},
 		},
 		Action: func(c *cli.Context) error {
-			cl, err := adminclient.New(c.String("seeder"), c.String("keys"))
+			cl, err := adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
 			if err != nil {
 				return err
 			}

@@ -3,13 +3,18 @@ package swarm
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/tracker"
+	httptracker "github.com/anacrolix/torrent/tracker/http"
 )
 
 // Announce timing. A downloading client asks often so it finds peers fast; a seeding one rests.
@@ -65,46 +70,82 @@ func (t *Torrent) announceLoop(ctx context.Context) {
 	}
 }
 
-// announce sends one announce and adds the returned peers. It reports whether the tracker
-// answered.
+// maxAnnounceResponse bounds a tracker answer: 200 compact peers are 1.2 KiB.
+const maxAnnounceResponse = 1 << 20
+
+// announce sends one announce (BEP 3, compact) and adds the returned peers. It reports whether
+// the tracker answered. The request goes through the client's transport, so TLS is verified
+// against the configured roots (the library's own tracker client skips verification) and the
+// credential is added.
 func (t *Torrent) announce(ctx context.Context, trackerURL string, event tracker.AnnounceEvent) bool {
-	ih, _ := ParseInfoHash(t.m.InfoHash)
-	s := t.t.Stats()
-	res, err := tracker.Announce{
-		TrackerUrl: trackerURL,
-		Request: tracker.AnnounceRequest{
-			InfoHash:   ih,
-			PeerId:     t.c.peerID,
-			Downloaded: s.BytesReadUsefulData.Int64(),
-			Uploaded:   s.BytesWrittenData.Int64(),
-			Left:       t.m.Length() - t.t.BytesCompleted(),
-			Event:      event,
-			NumWant:    50,
-			Port:       uint16(t.c.Port()),
-		},
-		HttpRequestDirector: func(r *http.Request) error {
-			t.c.cfg.Authorize(r)
-			return nil
-		},
-		UserAgent: "peerpatch",
-		Context:   ctx,
-		Slogger:   t.c.log,
-	}.Do()
+	peers, err := t.announceOnce(ctx, trackerURL, event)
 	if err != nil {
 		if ctx.Err() == nil {
 			t.c.log.Debug("announce failed", "tracker", redact(trackerURL), "infohash", t.m.InfoHash, "err", err)
 		}
 		return false
 	}
-	peers := make([]torrent.PeerInfo, 0, len(res.Peers))
-	for _, p := range res.Peers {
-		peers = append(peers, torrent.PeerInfo{
-			Addr:   &net.TCPAddr{IP: p.IP, Port: p.Port},
-			Source: torrent.PeerSourceTracker,
-		})
-	}
 	t.t.AddPeers(peers)
 	return true
+}
+
+func (t *Torrent) announceOnce(ctx context.Context, trackerURL string, event tracker.AnnounceEvent) ([]torrent.PeerInfo, error) {
+	u, err := url.Parse(trackerURL)
+	if err != nil {
+		return nil, err
+	}
+	ih, _ := ParseInfoHash(t.m.InfoHash)
+	s := t.t.Stats()
+	q := u.Query()
+	q.Set("info_hash", string(ih[:]))
+	q.Set("peer_id", string(t.c.peerID[:]))
+	q.Set("port", strconv.Itoa(t.c.Port()))
+	q.Set("uploaded", strconv.FormatInt(s.BytesWrittenData.Int64(), 10))
+	q.Set("downloaded", strconv.FormatInt(s.BytesReadUsefulData.Int64(), 10))
+	q.Set("left", strconv.FormatInt(t.m.Length()-t.verified(), 10))
+	q.Set("compact", "1")
+	q.Set("numwant", "50")
+	if event != tracker.None {
+		q.Set("event", event.String())
+	}
+	u.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "peerpatch")
+	resp, err := t.c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnnounceResponse+1))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("tracker answered HTTP %d", resp.StatusCode)
+	}
+	if len(body) > maxAnnounceResponse {
+		return nil, fmt.Errorf("tracker answer over %d bytes", maxAnnounceResponse)
+	}
+	var res httptracker.HttpResponse
+	if err := bencode.Unmarshal(body, &res); err != nil {
+		return nil, fmt.Errorf("decode tracker answer: %w", err)
+	}
+	if res.FailureReason != "" {
+		return nil, fmt.Errorf("tracker refused: %s", res.FailureReason)
+	}
+	peers := make([]torrent.PeerInfo, 0, len(res.Peers.List)+len(res.Peers6))
+	for _, p := range res.Peers.List {
+		peers = append(peers, torrent.PeerInfo{Addr: &net.TCPAddr{IP: p.IP, Port: p.Port}, Source: torrent.PeerSourceTracker})
+	}
+	for _, p := range res.Peers6 {
+		peers = append(peers, torrent.PeerInfo{Addr: &net.TCPAddr{IP: p.IP, Port: p.Port}, Source: torrent.PeerSourceTracker})
+	}
+	return peers, nil
 }
 
 // redact drops the query of a URL for logging.

@@ -58,9 +58,10 @@ type Config struct {
 	// client resumes without fetching verified pieces again. Without it, completion is taken
 	// from complete files on disk (the seeder's case: it holds only complete releases).
 	PersistCompletion bool
-	// Authorize adds the deployment's credential to tracker and web-seed requests bound for a
-	// seeder (see api.Auth); nil sends none.
-	Authorize func(*http.Request)
+	// Transport carries tracker and web-seed requests: it adds the deployment's credential to
+	// requests bound for a seeder (see api.Auth) and verifies TLS against the deployment's
+	// roots. Nil is http.DefaultTransport.
+	Transport http.RoundTripper
 	// Logger receives the client's logs.
 	Logger *slog.Logger
 }
@@ -75,8 +76,8 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Authorize == nil {
-		c.Authorize = func(*http.Request) {}
+	if c.Transport == nil {
+		c.Transport = http.DefaultTransport
 	}
 }
 
@@ -87,6 +88,7 @@ type Client struct {
 	cl      *torrent.Client
 	storage *verifyingStorage
 	peerID  [20]byte
+	http    *http.Client // announces
 
 	mu       sync.Mutex
 	closed   bool
@@ -127,6 +129,7 @@ func New(cfg Config) (*Client, error) {
 		storage:  newVerifyingStorage(cfg.DataDir, completion, cfg.Logger),
 		torrents: make(map[[20]byte]*Torrent),
 		origins:  make(map[*torrent.Peer]bool),
+		http:     &http.Client{Transport: cfg.Transport},
 	}
 	prefix := AgentPeerIDPrefix
 	if cfg.Origin {
@@ -153,7 +156,7 @@ func New(cfg Config) (*Client, error) {
 	tc.DisableTrackers = true // Peerpatch announces itself; see announce.go.
 	tc.MaxUnverifiedBytes = 0 // the default limit starves uploads among agents early on
 	tc.EstablishedConnsPerTorrent = cfg.MaxConnsPerTorrent
-	tc.WebTransport = authorizing(cfg.Authorize)
+	tc.WebTransport = cfg.Transport
 	tc.Slogger = cfg.Logger.With("component", "bittorrent")
 	if cfg.UploadRate > 0 {
 		c.upload = rate.NewLimiter(rate.Limit(cfg.UploadRate), burst(cfg.UploadRate))
@@ -234,13 +237,4 @@ func (c *Client) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 	} else {
 		t.fromPeers.Add(n)
 	}
-}
-
-// authorizing is a transport that authorizes each request before sending it.
-type authorizing func(*http.Request)
-
-func (a authorizing) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	a(r)
-	return http.DefaultTransport.RoundTrip(r)
 }

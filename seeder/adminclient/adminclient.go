@@ -38,8 +38,8 @@ type Client struct {
 }
 
 // New returns a client for the seeder at base, authenticated with the admin token of the
-// deployment in keysDir.
-func New(base, keysDir string) (*Client, error) {
+// deployment in keysDir. caFile (optional) holds PEM certificates for an https seeder.
+func New(base, keysDir, caFile string) (*Client, error) {
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("--seeder %q: want an http(s)://host:port URL", base)
@@ -50,7 +50,11 @@ func New(base, keysDir string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{base: base, tokenFile: tokenFile, http: &http.Client{Transport: api.NewAuth(string(tok), base).Transport(nil)}}, nil
+	tr, err := api.NewTransport(caFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{base: base, tokenFile: tokenFile, http: &http.Client{Transport: api.NewAuth(string(tok), base).Transport(tr)}}, nil
 }
 
 // Publish builds, signs and uploads the release at path (a file or a directory).

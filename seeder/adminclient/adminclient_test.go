@@ -114,7 +114,7 @@ func writeApp(t *testing.T) string {
 func TestPublishVersionOrder(t *testing.T) {
 	keys, base := startSeeder(t)
 	purl, rec := proxy(t, base)
-	c, err := adminclient.New(purl, keys)
+	c, err := adminclient.New(purl, keys, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +186,7 @@ func TestWrongAdminToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good, err := adminclient.New(base, keys)
+	good, err := adminclient.New(base, keys, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestWrongAdminToken(t *testing.T) {
 			if err := os.WriteFile(tokenFile, []byte(tc.token), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			c, err := adminclient.New(base, wrong)
+			c, err := adminclient.New(base, wrong, "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -253,7 +253,7 @@ func TestNew(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := adminclient.New(tc.base, tc.keys)
+			_, err := adminclient.New(tc.base, tc.keys, "")
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("New: %v", err)
