@@ -57,11 +57,12 @@ type held struct {
 
 // Keys of the agent's state bucket.
 const (
-	keyID        = "id"
-	keyInstalled = "installed/" // + channel → version
-	keyPrevious  = "previous/"  // + channel → version
-	keyTrusted   = "trusted/"   // + channel → highest version ever trusted
-	keyHeld      = "held/"      // + channel/version → held
+	keyID         = "id"
+	keyInstalled  = "installed/"  // + channel → version
+	keyPrevious   = "previous/"   // + channel → version
+	keyTrusted    = "trusted/"    // + channel → highest version ever trusted
+	keyHeld       = "held/"       // + channel/version → held
+	keyCredential = "credential/" // + seeder URL → the credential that seeder gave this agent
 )
 
 // Agent is a running agent.
@@ -72,7 +73,10 @@ type Agent struct {
 	id       string
 	hostname string
 	tuf      []*trust.Client // one per seeder
-	http     *http.Client
+	http     *http.Client    // authorized with the agent's credentials
+	base     http.RoundTripper
+	auth     *api.Auth
+	token    deploy.Token // the fleet enrolment token
 	swarm    *swarm.Client
 
 	mu       sync.Mutex
@@ -143,7 +147,14 @@ func open(cfg Config) (a *Agent, err error) {
 	if err != nil {
 		return nil, err
 	}
-	transport := api.NewAuth(string(token), cfg.Seeders...).Transport(base)
+	a.base, a.token = base, token
+	a.auth = api.NewAuth(string(token), cfg.Seeders...)
+	for _, s := range cfg.Seeders {
+		if cred := a.getString(keyCredential + s); cred != "" {
+			a.auth.SetToken(s, cred)
+		}
+	}
+	transport := a.auth.Transport(base)
 	a.http = &http.Client{Transport: transport, Timeout: 30 * time.Second}
 	for i, s := range cfg.Seeders {
 		c, err := trust.NewClient(trust.ClientConfig{
@@ -261,13 +272,10 @@ func (a *Agent) swarmPath(m *release.Manifest) string {
 
 // newest refreshes the signed metadata from the first seeder that answers and returns the
 // channel's newest release.
-func (a *Agent) newest() (*release.Manifest, trust.Target, *trust.Client, error) {
+func (a *Agent) newest(ctx context.Context) (*release.Manifest, trust.Target, *trust.Client, error) {
 	var errs []error
 	for i, c := range a.tuf {
-		if err := c.Refresh(); err != nil {
-			if errors.Is(err, trust.ErrUnauthorized) {
-				err = fmt.Errorf("refused the agent token in %s: %w", a.cfg.TokenFile, err)
-			}
+		if err := a.refresh(ctx, i, c); err != nil {
 			errs = append(errs, fmt.Errorf("seeder %s: %w", a.cfg.Seeders[i], err))
 			continue
 		}
@@ -299,10 +307,69 @@ func (a *Agent) newest() (*release.Manifest, trust.Target, *trust.Client, error)
 	return nil, trust.Target{}, nil, fmt.Errorf("refresh metadata: %w", errors.Join(errs...))
 }
 
+// refresh refreshes the metadata of seeder i, enrolling first if the agent has no credential
+// from it, and once more if the seeder no longer knows the credential (its state was lost).
+func (a *Agent) refresh(ctx context.Context, i int, c *trust.Client) error {
+	seeder := a.cfg.Seeders[i]
+	for attempt := 0; ; attempt++ {
+		if a.getString(keyCredential+seeder) == "" {
+			if err := a.enroll(ctx, seeder); err != nil {
+				return err
+			}
+		}
+		err := c.Refresh()
+		switch {
+		case errors.Is(err, trust.ErrUnauthorized) && attempt == 0:
+			a.log.Warn("seeder does not know this agent's credential; enrolling again", "seeder", seeder)
+			if err := a.db.Delete(store.State, keyCredential+seeder); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, trust.ErrForbidden):
+			return fmt.Errorf("this agent (%s) was revoked: %w", a.id, err)
+		}
+		return err
+	}
+}
+
+// enroll trades the fleet enrolment token for this agent's own credential from seeder.
+func (a *Agent) enroll(ctx context.Context, seeder string) error {
+	body, _ := json.Marshal(api.Enroll{ID: a.id, Hostname: a.hostname})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, seeder+api.PathEnroll, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", a.token.Bearer())
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: a.base, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("enrol: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		return fmt.Errorf("enrol: the seeder refused the agent token in %s: %s", a.cfg.TokenFile, api.ErrorText(resp.StatusCode, b))
+	default:
+		return fmt.Errorf("enrol: %s", api.ErrorText(resp.StatusCode, b))
+	}
+	var e api.Enrolled
+	if err := json.Unmarshal(b, &e); err != nil || !strings.HasPrefix(e.Credential, a.id+".") {
+		return fmt.Errorf("enrol: malformed answer from %s", seeder)
+	}
+	if err := a.db.Put(store.State, keyCredential+seeder, e.Credential); err != nil {
+		return err
+	}
+	a.auth.SetToken(seeder, e.Credential)
+	a.log.Info("enrolled", "seeder", seeder, "id", a.id)
+	return nil
+}
+
 // cycle is one update: refresh metadata, download and install the newest release if needed.
 func (a *Agent) cycle(ctx context.Context) error {
 	installed := a.getString(keyInstalled + a.cfg.Channel)
-	m, bundle, tc, err := a.newest()
+	m, bundle, tc, err := a.newest(ctx)
 	if err != nil {
 		a.report(ctx, api.Report{State: api.StateFailed, Error: err.Error()})
 		return err

@@ -27,11 +27,12 @@ func TestAuth(t *testing.T) {
 	const (
 		none = iota
 		bogus
-		noScheme // the agent token without "Bearer "
+		noScheme // the agent credential without "Bearer "
+		fleet    // the enrolment token: only for enrolling
 		agent
 		admin
 	)
-	kinds := []string{"no token", "bogus token", "token without Bearer", "agent token", "admin token"}
+	kinds := []string{"no token", "bogus token", "token without Bearer", "fleet token", "agent credential", "admin token"}
 	routes := []struct {
 		name, method, path, body string
 		agent, admin             int // status with the agent and the admin token
@@ -68,6 +69,8 @@ func TestAuth(t *testing.T) {
 					req.Header.Set("Authorization", "Bearer 0123456789abcdef0123456789abcdef")
 				case noScheme:
 					req.Header.Set("Authorization", h.Agent)
+				case fleet:
+					req.Header.Set("Authorization", "Bearer "+h.Fleet)
 				case agent:
 					req.Header.Set("Authorization", "Bearer "+h.Agent)
 				case admin:
@@ -153,8 +156,16 @@ func TestReport(t *testing.T) {
 		})
 	}
 	t.Run("id of 64 characters", func(t *testing.T) {
-		if code, _, body := post(t, withID(strings.Repeat("a", 64))); code != http.StatusNoContent {
+		id := strings.Repeat("a", 64)
+		cred := h.Enroll(t, id)
+		code, _, body := h.Do(t, http.MethodPost, api.PathReport, cred, bytes.NewReader(withID(id)), http.Header{"Content-Type": {"application/json"}})
+		if code != http.StatusNoContent {
 			t.Errorf("HTTP %d %s, want 204", code, body)
+		}
+	})
+	t.Run("report for another agent", func(t *testing.T) {
+		if code, _, body := post(t, withID("agent-9")); code != http.StatusForbidden {
+			t.Errorf("HTTP %d %s, want 403", code, body)
 		}
 	})
 }

@@ -71,10 +71,13 @@ func ReadTok(t testing.TB, keys, file string) string {
 
 // Harness is a seeder running in this process on real sockets and a real state file.
 type Harness struct {
-	T            testing.TB
-	Keys, Data   string
-	URL          string
-	Admin, Agent string
+	T          testing.TB
+	Keys, Data string
+	URL        string
+	Admin      string
+	// Fleet is the enrolment token; Agent is the credential of agent "agent-1", enrolled
+	// with it when the harness starts.
+	Fleet, Agent string
 	S            *Seeder
 
 	cancel context.CancelFunc
@@ -94,13 +97,29 @@ func StartHarness(t testing.TB, keys, data string) *Harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Harness{
 		T: t, Keys: keys, Data: data, URL: "http://" + cfg.Listen, S: s,
-		Admin: ReadTok(t, keys, deploy.AdminTokenFile), Agent: ReadTok(t, keys, deploy.AgentTokenFile),
+		Admin: ReadTok(t, keys, deploy.AdminTokenFile), Fleet: ReadTok(t, keys, deploy.AgentTokenFile),
 		cancel: cancel, done: make(chan error, 1),
 	}
 	go func() { h.done <- s.serve(ctx, ln) }()
 	t.Cleanup(h.Stop)
 	WaitHealthy(t, h.URL, h.done)
+	h.Agent = h.Enroll(t, "agent-1")
 	return h
+}
+
+// Enroll enrols agent id with the fleet token and returns its credential.
+func (h *Harness) Enroll(t testing.TB, id string) string {
+	t.Helper()
+	body, _ := json.Marshal(api.Enroll{ID: id, Hostname: "host-" + id})
+	code, _, b := h.Do(t, http.MethodPost, api.PathEnroll, h.Fleet, bytes.NewReader(body), nil)
+	if code != http.StatusOK {
+		t.Fatalf("enrol %s: HTTP %d %s", id, code, b)
+	}
+	var e api.Enrolled
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e.Credential
 }
 
 // WaitHealthy polls base/healthz until it answers 200; it fails the test if done yields first.

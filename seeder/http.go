@@ -34,6 +34,9 @@ func (s *Seeder) routes() http.Handler {
 	mux.Handle("POST "+api.PathReport, s.agentOnly(http.HandlerFunc(s.handleReport)))
 	mux.Handle("POST "+api.PathPublish, s.adminOnly(http.HandlerFunc(s.handlePublish)))
 	mux.Handle("GET "+api.PathStatus, s.adminOnly(http.HandlerFunc(s.handleStatus)))
+	mux.HandleFunc("POST "+api.PathEnroll, s.handleEnroll)
+	mux.Handle("GET "+api.PathAgents, s.adminOnly(http.HandlerFunc(s.handleAgents)))
+	mux.Handle("POST "+api.PathAgents+"/{id}/revoke", s.adminOnly(http.HandlerFunc(s.handleRevoke)))
 	return mux
 }
 
@@ -55,16 +58,19 @@ func bearer(r *http.Request) string {
 	return ""
 }
 
-// agentOnly admits enrolled agents (and admins).
+// agentOnly admits enrolled agents that are not revoked, and admins.
 func (s *Seeder) agentOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t := bearer(r)
-		if !s.agent.Equal(t) && !s.admin.Equal(t) {
-			s.log.Warn("refused request without a valid agent token", "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, http.StatusUnauthorized, "missing or invalid agent token")
+		c, code, msg := s.authenticate(r)
+		if code != 0 {
+			s.log.Warn("refused agent request", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", msg)
+			writeError(w, code, "%s", msg)
 			return
 		}
-		h.ServeHTTP(w, r)
+		if c.agent != "" && r.URL.Path == api.PathAnnounce {
+			s.noteAnnouncer(c.agent, r)
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
 }
 
@@ -207,8 +213,12 @@ func (s *Seeder) handleReport(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad report: data after the JSON document")
 		return
 	}
-	if rep.ID == "" || len(rep.ID) > 64 || strings.ContainsAny(rep.ID, "/ \t\r\n") {
-		writeError(w, http.StatusBadRequest, "bad report: id must be 1 to 64 characters without spaces or slashes")
+	if !validID(rep.ID) {
+		writeError(w, http.StatusBadRequest, "bad report: id must be 1 to 64 characters without spaces, dots or slashes")
+		return
+	}
+	if c := callerOf(r.Context()); !c.admin && c.agent != rep.ID {
+		writeError(w, http.StatusForbidden, "agent %s may not report for %s", c.agent, rep.ID)
 		return
 	}
 	rep.Time = time.Now().UTC()

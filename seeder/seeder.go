@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -71,9 +72,10 @@ type Seeder struct {
 
 	publishMu sync.Mutex // one publish at a time
 
-	mu    sync.Mutex
-	live  map[string]*live
-	ready atomic.Bool
+	mu         sync.Mutex
+	live       map[string]*live
+	announcers map[string]map[netip.AddrPort]bool // agent id → addresses it announced
+	ready      atomic.Bool
 }
 
 // Run starts a seeder and serves until ctx ends; then it shuts down cleanly and returns nil.
@@ -89,7 +91,8 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live)}
+	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live),
+		announcers: make(map[string]map[netip.AddrPort]bool)}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -143,7 +146,7 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 		Origin:             true,
 		UploadRate:         cfg.UploadRate,
 		MaxConnsPerTorrent: cfg.MaxPeersPerRelease,
-		Transport:          api.NewAuth(string(s.agent), cfg.PublicURL).Transport(base),
+		Transport:          api.NewAuth(string(s.admin), cfg.PublicURL).Transport(base),
 		Logger:             s.log,
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/peerpatch/peerpatch/agent"
 	"github.com/peerpatch/peerpatch/demo"
+	"github.com/peerpatch/peerpatch/pkg/api"
 	"github.com/peerpatch/peerpatch/pkg/deploy"
 	"github.com/peerpatch/peerpatch/seeder"
 	"github.com/peerpatch/peerpatch/seeder/adminclient"
@@ -51,7 +52,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Commands: []*cli.Command{
-			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), demoCommand(),
+			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), agentsCommand(), demoCommand(),
 		},
 	}
 }
@@ -273,6 +274,84 @@ func statusCommand() *cli.Command {
 					r.Peers, r.Seeders, humanize.IBytes(uint64(r.OriginBytes)), r.PublishedAt.Format(time.RFC3339))
 			}
 			return w.Flush()
+		},
+	}
+}
+
+func agentsCommand() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+		&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (admin token)"},
+		&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+	}
+	client := func(c *cli.Context) (*adminclient.Client, error) {
+		return adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
+	}
+	return &cli.Command{
+		Name:  "agents",
+		Usage: "list enrolled agents, or revoke one",
+		Description: "Agents enrol with the fleet token (agent.token) and get their own credential. A revoked\n" +
+			"agent gets nothing more from the seeder: no metadata, torrents, web-seed bytes or peers, and\n" +
+			"its address leaves the tracker. If its machine is compromised, also replace agent.token.",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "list enrolled agents with their last report",
+				Flags: flags,
+				Action: func(c *cli.Context) error {
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					agents, err := cl.Agents(c.Context)
+					if err != nil {
+						return fmt.Errorf("agents list: %w", err)
+					}
+					if c.Bool("json") {
+						return printJSON(c.App.Writer, struct {
+							Agents []api.Agent `json:"agents"`
+						}{agents})
+					}
+					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "AGENT\tHOST\tENROLLED\tREVOKED\tINSTALLED\tSTATE\tLAST REPORT")
+					for _, a := range agents {
+						revoked, installed, state, last := "-", "-", "-", "never"
+						if a.RevokedAt != nil {
+							revoked = a.RevokedAt.Format(time.RFC3339)
+						}
+						if r := a.LastReport; r != nil {
+							installed, state, last = orDash(r.InstalledVersion), r.State, humanize.Time(r.Time)
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.EnrolledAt.Format(time.RFC3339), revoked, installed, state, last)
+					}
+					return w.Flush()
+				},
+			},
+			{
+				Name:      "revoke",
+				Usage:     "revoke an agent's credential",
+				ArgsUsage: "AGENT-ID",
+				Flags:     flags,
+				Action: func(c *cli.Context) error {
+					if c.NArg() != 1 {
+						return fmt.Errorf("agents revoke: want exactly one AGENT-ID argument, got %d", c.NArg())
+					}
+					cl, err := client(c)
+					if err != nil {
+						return err
+					}
+					a, err := cl.Revoke(c.Context, c.Args().First())
+					if err != nil {
+						return fmt.Errorf("agents revoke: %w", err)
+					}
+					if c.Bool("json") {
+						return printJSON(c.App.Writer, a)
+					}
+					fmt.Fprintf(c.App.Writer, "revoked agent %s (%s)\n", a.ID, a.Hostname)
+					return nil
+				},
+			},
 		},
 	}
 }

@@ -20,6 +20,8 @@ const (
 	PathTorrent  = "/api/v1/torrent/" // /api/v1/torrent/<channel>/<version>
 	PathReport   = "/api/v1/report"
 	PathStatus   = "/api/v1/status"
+	PathEnroll   = "/api/v1/enroll" // with the fleet enrolment token
+	PathAgents   = "/api/v1/agents" // admin: list; POST /api/v1/agents/<id>/revoke
 )
 
 // Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new
@@ -98,4 +100,26 @@ func ErrorText(code int, body []byte) string {
 		return fmt.Sprintf("%s (HTTP %d)", e.Error, code)
 	}
 	return fmt.Sprintf("HTTP %d %s", code, http.StatusText(code))
+}
+
+// Enroll is what an agent sends, with the fleet enrolment token, to get its own credential.
+type Enroll struct {
+	ID       string `json:"id"`
+	Hostname string `json:"hostname"`
+}
+
+// Enrolled answers an enrolment: the agent's credential, "<id>.<secret>", to send as its
+// bearer token from then on. The seeder keeps only a hash of it.
+type Enrolled struct {
+	Credential string `json:"credential"`
+}
+
+// Agent is an enrolled agent as the admin sees it.
+type Agent struct {
+	ID         string     `json:"id"`
+	Hostname   string     `json:"hostname"`
+	EnrolledAt time.Time  `json:"enrolled_at"`
+	Revoked    bool       `json:"revoked"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	LastReport *Report    `json:"last_report,omitempty"`
 }

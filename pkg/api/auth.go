@@ -8,30 +8,48 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 )
 
 // Auth adds a bearer credential to requests bound for the seeders' hosts, and only those: a
-// third-party web-seed mirror never sees it.
+// third-party web-seed mirror never sees it. Each seeder's credential can be replaced at any
+// time (an agent swaps the fleet enrolment token for the credential a seeder gave it).
 type Auth struct {
-	bearer string
-	hosts  map[string]bool
+	bearers map[string]*atomic.Pointer[string] // seeder host → "Bearer …"
 }
 
-// NewAuth returns an Auth for token and the hosts (host:port) of the seeder base URLs.
+// NewAuth returns an Auth that sends token to the hosts (host:port) of the seeder base URLs.
 func NewAuth(token string, seederURLs ...string) *Auth {
-	a := &Auth{bearer: "Bearer " + token, hosts: make(map[string]bool)}
+	a := &Auth{bearers: make(map[string]*atomic.Pointer[string])}
 	for _, s := range seederURLs {
-		if u, err := url.Parse(s); err == nil {
-			a.hosts[strings.ToLower(u.Host)] = true
+		if h := hostOf(s); h != "" {
+			a.bearers[h] = new(atomic.Pointer[string])
+			a.SetToken(s, token)
 		}
 	}
 	return a
 }
 
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Host)
+}
+
+// SetToken replaces the credential sent to the seeder at seederURL (one given to NewAuth).
+func (a *Auth) SetToken(seederURL, token string) {
+	if p := a.bearers[hostOf(seederURL)]; p != nil {
+		b := "Bearer " + token
+		p.Store(&b)
+	}
+}
+
 // Authorize sets the Authorization header on r if r goes to a seeder.
 func (a *Auth) Authorize(r *http.Request) {
-	if a.hosts[strings.ToLower(r.URL.Host)] {
-		r.Header.Set("Authorization", a.bearer)
+	if p := a.bearers[strings.ToLower(r.URL.Host)]; p != nil {
+		r.Header.Set("Authorization", *p.Load())
 	}
 }
 

@@ -28,10 +28,11 @@ const (
 	Releases = "releases" // seeder: "<channel>/<version>" → release record
 	Meta     = "tuf"      // seeder: TUF metadata file name → signed bytes
 	Agents   = "agents"   // seeder: agent id → last report
+	Enrolled = "enrolled" // seeder: agent id → credential hash, enrolment and revocation
 	State    = "state"    // agent: identity, installed and trusted versions
 )
 
-var buckets = []string{Releases, Meta, Agents, State}
+var buckets = []string{Releases, Meta, Agents, Enrolled, State}
 
 // DB is an open state file.
 type DB struct {

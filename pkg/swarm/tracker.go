@@ -116,3 +116,15 @@ func (tr *Tracker) GetPeers(_ context.Context, ih trackerserver.InfoHash, opts t
 	res.Seeders = generics.Some(seeders)
 	return res
 }
+
+// Forget removes a peer address from every torrent, as when its agent is revoked.
+func (tr *Tracker) Forget(addr netip.AddrPort) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for ih, ps := range tr.peers {
+		delete(ps, addr)
+		if len(ps) == 0 {
+			delete(tr.peers, ih)
+		}
+	}
+}

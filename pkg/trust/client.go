@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,7 +70,8 @@ func (c *Client) Refresh() error {
 		return fmt.Errorf("refresh: %w", err)
 	}
 	f := fetcher.NewDefaultFetcher()
-	f.SetHTTPClient(&http.Client{Transport: c.cfg.Transport})
+	// A mirror that trickles bytes must not hold the agent forever (slow retrieval).
+	f.SetHTTPClient(&http.Client{Transport: c.cfg.Transport, Timeout: fetchTimeout})
 	rec := &recorder{Fetcher: f}
 	cfg.Fetcher = rec
 	cfg.LocalMetadataDir = c.cfg.MetadataDir
@@ -129,6 +131,9 @@ func (c *Client) Download(name string) ([]byte, error) {
 	return data, nil
 }
 
+// fetchTimeout bounds one metadata or target download.
+const fetchTimeout = 30 * time.Second
+
 // recorder is a go-tuf fetcher that remembers the last URL fetched and its
 // bytes, so that Refresh errors can name the failing role and its expiry.
 type recorder struct {
@@ -150,6 +155,10 @@ func refreshError(up *updater.Updater, rec *recorder, err error) error {
 	if uerr := unauthorized(err); uerr != nil {
 		return uerr
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("refresh %s: no complete answer within %s from %s (a stalled or slow mirror): %w",
+			path.Base(rec.url), fetchTimeout, rec.url, err)
+	}
 	role := strings.TrimSuffix(path.Base(rec.url), ".json")
 	role = role[strings.IndexByte(role, '.')+1:] // "3.snapshot" -> "snapshot"
 	trusted := up.GetTrustedMetadataSet()
@@ -164,9 +173,16 @@ func refreshError(up *updater.Updater, rec *recorder, err error) error {
 	_ = json.Unmarshal(rec.data, &signed) // best effort: only used to explain err
 	switch {
 	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
+		// Name the first trusted role that expired: a mirror replaying an expired timestamp
+		// of the same version makes go-tuf keep its stored copy and fail a step later.
 		until := signed.Signed.Expires
-		if trusted.Root.Signed.IsExpired(trusted.RefTime) {
+		switch {
+		case trusted.Root.Signed.IsExpired(trusted.RefTime):
 			role, until = metadata.ROOT, trusted.Root.Signed.Expires
+		case trusted.Timestamp != nil && trusted.Timestamp.Signed.IsExpired(trusted.RefTime):
+			role, until = metadata.TIMESTAMP, trusted.Timestamp.Signed.Expires
+		case trusted.Snapshot != nil && trusted.Snapshot.Signed.IsExpired(trusted.RefTime):
+			role, until = metadata.SNAPSHOT, trusted.Snapshot.Signed.Expires
 		}
 		return fmt.Errorf("refresh %s metadata: %w: was valid until %s", role, ErrExpired, until.Format(time.RFC3339))
 	case errors.Is(err, &metadata.ErrUnsignedMetadata{}):
@@ -182,11 +198,18 @@ func refreshError(up *updater.Updater, rec *recorder, err error) error {
 	return fmt.Errorf("refresh %s metadata: %w", role, err)
 }
 
-// unauthorized returns ErrUnauthorized, with the URL, if err is an HTTP 401 or 403 answer.
+// unauthorized returns ErrUnauthorized (HTTP 401) or ErrForbidden (HTTP 403), with the URL,
+// if err is such an answer.
 func unauthorized(err error) error {
 	var he *metadata.ErrDownloadHTTP
-	if errors.As(err, &he) && (he.StatusCode == http.StatusUnauthorized || he.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("%w (HTTP %d on %s)", ErrUnauthorized, he.StatusCode, he.URL)
+	if !errors.As(err, &he) {
+		return nil
+	}
+	switch he.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("%w (HTTP 401 on %s)", ErrUnauthorized, he.URL)
+	case http.StatusForbidden:
+		return fmt.Errorf("%w (HTTP 403 on %s)", ErrForbidden, he.URL)
 	}
 	return nil
 }

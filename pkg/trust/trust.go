@@ -55,8 +55,11 @@ var (
 	ErrExpired = errors.New("expired")
 	// ErrWrongKey means an online key is not the one the root names for its role.
 	ErrWrongKey = errors.New("key not trusted by root")
-	// ErrUnauthorized means the server refused the client's credential.
+	// ErrUnauthorized means the server did not accept the client's credential (HTTP 401).
 	ErrUnauthorized = errors.New("the server refused the credential")
+	// ErrForbidden means the server knows the credential and denies access (HTTP 403), as for
+	// a revoked agent.
+	ErrForbidden = errors.New("the server denied access (revoked?)")
 	// ErrHashMismatch means a downloaded target does not match its signed length and SHA-256.
 	ErrHashMismatch = errors.New("target does not match its signed length and hash")
 )

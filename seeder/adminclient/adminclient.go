@@ -202,19 +202,51 @@ func (c *Client) Status(ctx context.Context) (*api.Status, error) {
 	return &st, nil
 }
 
+// Agents lists the enrolled agents with their last reports.
+func (c *Client) Agents(ctx context.Context) ([]api.Agent, error) {
+	b, err := c.get(ctx, api.PathAgents)
+	if err != nil {
+		return nil, err
+	}
+	var res struct {
+		Agents []api.Agent `json:"agents"`
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("read agents: %w", err)
+	}
+	return res.Agents, nil
+}
+
+// Revoke revokes an agent's credential: it gets nothing more from the seeder, peers included.
+func (c *Client) Revoke(ctx context.Context, id string) (*api.Agent, error) {
+	b, err := c.do(ctx, http.MethodPost, api.PathAgents+"/"+url.PathEscape(id)+"/revoke")
+	if err != nil {
+		return nil, err
+	}
+	var a api.Agent
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("read revoke answer: %w", err)
+	}
+	return &a, nil
+}
+
 func (c *Client) get(ctx context.Context, p string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+p, nil)
+	return c.do(ctx, http.MethodGet, p)
+}
+
+func (c *Client) do(ctx context.Context, method, p string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+p, nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", c.base+p, err)
+		return nil, fmt.Errorf("%s %s: %w", method, c.base+p, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("GET %s: %w", c.base+p, err)
+		return nil, fmt.Errorf("%s %s: %w", method, c.base+p, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, c.refusal(resp.StatusCode, b)

@@ -1,0 +1,85 @@
+package test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peerpatch/peerpatch/pkg/api"
+)
+
+// TestRevokedAgentGetsNothing: an agent enrols with the fleet token and shows in `agents list`;
+// once revoked it gets no metadata, its address leaves the tracker, and it installs nothing
+// more, while the rest of the fleet goes on.
+func TestRevokedAgentGetsNothing(t *testing.T) {
+	d := Init(t)
+	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"))
+	s.Publish(t, d, "stable", "1.0.0", WriteRelease(t, t.TempDir(), "app", 1<<20, 1))
+	a := StartAgent(t, d, "agentA", "stable", []string{s.URL})
+	AwaitInstalled(t, 30*time.Second, "1.0.0", a)
+
+	agents := listAgents(t, s, d)
+	if len(agents) != 1 || agents[0].Revoked || agents[0].ID == "" {
+		t.Fatalf("agents list = %+v, want one enrolled agent", agents)
+	}
+	id := agents[0].ID
+	awaitPeers(t, s, d, "1.0.0", 2) // the seeder and agent A
+
+	MustRun(t, "agents", "revoke", "--seeder", s.URL, "--keys", d.Dir, id)
+	if agents := listAgents(t, s, d); !agents[0].Revoked {
+		t.Fatalf("agents list after revoke = %+v, want revoked", agents)
+	}
+	awaitPeers(t, s, d, "1.0.0", 1) // A left the tracker and cannot come back
+
+	v2 := WriteRelease(t, t.TempDir(), "app", 1<<20, 2)
+	s.Publish(t, d, "stable", "2.0.0", v2)
+	b := StartAgent(t, d, "agentB", "stable", []string{s.URL})
+	AwaitInstalled(t, 30*time.Second, "2.0.0", b)
+	SameTree(t, v2, filepath.Join(b.Install, "current"))
+	time.Sleep(3 * time.Second) // A polls every second: give it time to try
+	if a.Current() != "1.0.0" {
+		t.Fatalf("revoked agent A moved to %q", a.Current())
+	}
+	if !strings.Contains(a.Output(), "was revoked") {
+		t.Fatalf("revoked agent A does not say it was revoked:\n%s", a.Output())
+	}
+	a.Kill()
+	data, install := a.Data, a.Install
+	r := Run(t, append([]string{"--log-level", "error", "agent", "--once"}, AgentArgs(d, data, install, "stable", s.URL)...)...)
+	if r.Err == nil || !strings.Contains(r.Stderr, "revoked") {
+		t.Fatalf("revoked agent --once: err %v, stderr %q; want a refusal saying revoked", r.Err, r.Stderr)
+	}
+}
+
+func listAgents(t *testing.T, s *Seeder, d *Deployment) []api.Agent {
+	t.Helper()
+	r := MustRun(t, "agents", "list", "--seeder", s.URL, "--keys", d.Dir, "--json")
+	var res struct {
+		Agents []api.Agent `json:"agents"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
+		t.Fatalf("agents list --json %q: %v", r.Stdout, err)
+	}
+	return res.Agents
+}
+
+// awaitPeers waits until the tracker lists n peers for version.
+func awaitPeers(t *testing.T, s *Seeder, d *Deployment, version string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	got := -1
+	for time.Now().Before(deadline) {
+		for _, r := range s.Status(t, d).Releases {
+			if r.Version == version {
+				got = r.Peers
+			}
+		}
+		if got == n {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("tracker lists %d peers for %s, want %d", got, version, n)
+}
