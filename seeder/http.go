@@ -37,6 +37,7 @@ func (s *Seeder) routes() http.Handler {
 	mux.HandleFunc("POST "+api.PathEnroll, s.handleEnroll)
 	mux.Handle("GET "+api.PathAgents, s.adminOnly(http.HandlerFunc(s.handleAgents)))
 	mux.Handle("POST "+api.PathAgents+"/{id}/revoke", s.adminOnly(http.HandlerFunc(s.handleRevoke)))
+	mux.Handle("POST "+api.PathRotate, s.adminOnly(http.HandlerFunc(s.handleRotate)))
 	return mux
 }
 

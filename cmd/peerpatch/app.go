@@ -52,7 +52,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Commands: []*cli.Command{
-			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), agentsCommand(), demoCommand(),
+			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), agentsCommand(), keysCommand(), demoCommand(),
 		},
 	}
 }

@@ -22,6 +22,7 @@ const (
 	PathStatus   = "/api/v1/status"
 	PathEnroll   = "/api/v1/enroll" // with the fleet enrolment token
 	PathAgents   = "/api/v1/agents" // admin: list; POST /api/v1/agents/<id>/revoke
+	PathRotate   = "/api/v1/rotate" // admin: install a key rotation
 )
 
 // Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new
@@ -122,4 +123,16 @@ type Agent struct {
 	Revoked    bool       `json:"revoked"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 	LastReport *Report    `json:"last_report,omitempty"`
+}
+
+// RotateRequest is the body of POST PathRotate. Root is the new root metadata (version N+1);
+// Targets, for a targets key rotation, the current targets re-signed with the new key.
+type RotateRequest struct {
+	Root    []byte `json:"root"`
+	Targets []byte `json:"targets,omitempty"`
+}
+
+// RotateResult answers an accepted rotation.
+type RotateResult struct {
+	RootVersion int64 `json:"root_version"`
 }

@@ -191,7 +191,7 @@ func refreshError(up *updater.Updater, rec *recorder, err error) error {
 			known = known || trusted.Root.Signed.Keys[s.KeyID] != nil
 		}
 		if !known {
-			return fmt.Errorf("refresh %s metadata: %w: not signed by the trusted root (no key of the trusted root signed it; another deployment?)", role, ErrBadSignature)
+			return fmt.Errorf("refresh %s metadata: %w: not signed by the trusted root (no key the trusted root lists signed it: another deployment, or a revoked key?)", role, ErrBadSignature)
 		}
 		return fmt.Errorf("refresh %s metadata: %w: %w", role, ErrBadSignature, err)
 	}
