@@ -1,11 +1,21 @@
 package seeder
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/peerpatch/peerpatch/pkg/api"
 	"github.com/peerpatch/peerpatch/pkg/deploy"
+	"github.com/peerpatch/peerpatch/pkg/store"
+	"github.com/peerpatch/peerpatch/pkg/swarm"
 	"github.com/peerpatch/peerpatch/pkg/trust"
 )
 
@@ -42,4 +52,55 @@ func mustRead(f *testing.F, path string) []byte {
 		f.Fatal(err)
 	}
 	return b
+}
+
+// FuzzAgentBodies feeds arbitrary bodies to the endpoints agents post to (reports and
+// enrolment) on a real seeder state file: every answer is a clean refusal or success, never a
+// panic, and a refused body stores nothing.
+func FuzzAgentBodies(f *testing.F) {
+	db, err := store.Open(filepath.Join(f.TempDir(), "state.db"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { db.Close() })
+	fleet := deploy.Token("0123456789abcdef0123456789abcdef")
+	s := &Seeder{db: db, log: slog.New(slog.DiscardHandler), agent: fleet, admin: "fedcba9876543210fedcba9876543210",
+		tracker: swarm.NewTracker(), announcers: map[string]map[netip.AddrPort]bool{}}
+	f.Add([]byte(`{"id":"agent-1","hostname":"h","channel":"stable","state":"idle"}`))
+	f.Add([]byte(`{"id":"a/b"}`))
+	f.Add([]byte(`{"id":"agent-1"}{"id":"agent-2"}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, path := range []string{api.PathReport, api.PathEnroll} {
+			req := httptest.NewRequest(http.MethodPost, path, bytes.NewReader(body))
+			req.Header.Set("Authorization", fleet.Bearer())
+			req = req.WithContext(context.WithValue(req.Context(), callerKey{}, caller{agent: "agent-1"}))
+			w := httptest.NewRecorder()
+			if path == api.PathReport {
+				s.handleReport(w, req)
+			} else {
+				s.handleEnroll(w, req)
+			}
+			if w.Code >= 500 {
+				t.Fatalf("POST %s %q: HTTP %d %s", path, body, w.Code, w.Body)
+			}
+		}
+	})
+}
+
+// FuzzAnnounce feeds arbitrary query strings to the tracker: refusals, never a panic.
+func FuzzAnnounce(f *testing.F) {
+	h := swarm.NewTracker().Handler()
+	f.Add("info_hash=%01%02%03%04%05%06%07%08%09%0a%0b%0c%0d%0e%0f%10%11%12%13%14&peer_id=-PPA001-abcdefghijkl&port=6881&left=0&event=started")
+	f.Add("info_hash=short&port=99999")
+	f.Add("event=bogus")
+	f.Fuzz(func(t *testing.T, query string) {
+		req := httptest.NewRequest(http.MethodGet, "/announce", nil)
+		req.URL.RawQuery = query
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code >= 500 {
+			t.Fatalf("announce %q: HTTP %d %s", query, w.Code, w.Body)
+		}
+	})
 }
