@@ -56,7 +56,7 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 		}
 		defer os.RemoveAll(staging)
 		if err := verify.Tree(ctx, a.entries(m, staging, true), bundle.SHA256); err != nil {
-			return fmt.Errorf("verify before install: %w", err)
+			return fmt.Errorf("copy and verify into %s: %w", releases, err)
 		}
 		if err := os.Rename(staging, final); err != nil {
 			return fmt.Errorf("install: %w", err)

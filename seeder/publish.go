@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/api"
@@ -219,6 +220,9 @@ func writeFile(dst string, r io.Reader, f release.File) error {
 	}
 	n, err := io.Copy(out, r)
 	err = errors.Join(err, out.Sync(), out.Close())
+	if errors.Is(err, syscall.ENOSPC) {
+		return refuse(http.StatusInsufficientStorage, "receive file %q: the seeder's disk is full", f.Path)
+	}
 	if err != nil {
 		return fmt.Errorf("receive file %q: %w", f.Path, err)
 	}

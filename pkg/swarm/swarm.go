@@ -157,7 +157,7 @@ func New(cfg Config) (*Client, error) {
 	tc.MaxUnverifiedBytes = 0 // the default limit starves uploads among agents early on
 	tc.EstablishedConnsPerTorrent = cfg.MaxConnsPerTorrent
 	tc.WebTransport = cfg.Transport
-	tc.Slogger = cfg.Logger.With("component", "bittorrent")
+	tc.Slogger = slog.New(atMostWarn{cfg.Logger.Handler()}).With("component", "bittorrent")
 	if cfg.UploadRate > 0 {
 		c.upload = rate.NewLimiter(rate.Limit(cfg.UploadRate), burst(cfg.UploadRate))
 		tc.UploadRateLimiter = c.upload
@@ -238,3 +238,22 @@ func (c *Client) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 		t.fromPeers.Add(n)
 	}
 }
+
+// atMostWarn logs the swarm library's records at warning level at most: its errors concern
+// single peers or chunks, and Peerpatch reports what matters to an operator itself (a full
+// disk, a stalled download), once.
+type atMostWarn struct{ h slog.Handler }
+
+func (a atMostWarn) Enabled(ctx context.Context, l slog.Level) bool {
+	return a.h.Enabled(ctx, min(l, slog.LevelWarn))
+}
+
+func (a atMostWarn) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = min(r.Level, slog.LevelWarn)
+	return a.h.Handle(ctx, r)
+}
+
+func (a atMostWarn) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return atMostWarn{a.h.WithAttrs(attrs)}
+}
+func (a atMostWarn) WithGroup(name string) slog.Handler { return atMostWarn{a.h.WithGroup(name)} }

@@ -71,8 +71,10 @@ type Torrent struct {
 	badPieces             atomic.Int64
 	webSeedsOn            atomic.Bool
 
-	mu      sync.Mutex
-	lastBad *PieceError
+	mu       sync.Mutex
+	lastBad  *PieceError
+	writeErr error         // the last failure to store received data (a full disk)
+	wrote    chan struct{} // signalled when writeErr is set
 
 	ctx    context.Context // ends when the torrent is dropped or the client closed
 	cancel context.CancelFunc
@@ -95,7 +97,8 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("add torrent %s: %w", spec.Manifest.InfoHash, err)
 	}
-	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers, done: make(chan struct{})}
+	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers,
+		done: make(chan struct{}), wrote: make(chan struct{}, 1)}
 	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed}
 	e.checking.Store(true)
 
@@ -123,6 +126,7 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 		return nil, fmt.Errorf("add torrent %s: info not loaded", spec.Manifest.InfoHash)
 	}
 	t.t = tt
+	tt.SetOnWriteChunkError(t.writeFailed)
 	t.awaitChecked()
 	e.checking.Store(false)
 	t.ctx, t.cancel = context.WithCancel(c.ctx)
@@ -174,6 +178,23 @@ func (t *Torrent) verified() int64 {
 		piece += r.Length
 	}
 	return n
+}
+
+// writeFailed stops downloading when received data cannot be stored (a full disk, say) and
+// lets Download return the error at once; the next Download tries again.
+func (t *Torrent) writeFailed(err error) {
+	t.t.DisallowDataDownload()
+	t.mu.Lock()
+	first := t.writeErr == nil
+	t.writeErr = err
+	t.mu.Unlock()
+	if first {
+		t.c.log.Warn("cannot store received data; download paused", "infohash", t.m.InfoHash, "err", err)
+	}
+	select {
+	case t.wrote <- struct{}{}:
+	default:
+	}
 }
 
 // Drop stops seeding and downloading the torrent; its data stays on disk.
@@ -243,6 +264,14 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	if opts.StallTimeout <= 0 {
 		opts.StallTimeout = 2 * time.Minute
 	}
+	t.mu.Lock()
+	t.writeErr = nil
+	t.mu.Unlock()
+	select {
+	case <-t.wrote:
+	default:
+	}
+	t.t.AllowDataDownload() // after a write failure, try again
 	t.t.DownloadAll()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -261,6 +290,11 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			return ctx.Err()
 		case <-t.ctx.Done():
 			return fmt.Errorf("download %s: %w", t.m.InfoHash, ErrClosed)
+		case <-t.wrote:
+			t.mu.Lock()
+			err := t.writeErr
+			t.mu.Unlock()
+			return fmt.Errorf("store received data: %w", err)
 		case <-tick.C:
 		}
 		now := time.Now()
