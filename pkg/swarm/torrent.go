@@ -319,7 +319,13 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	}
 }
 
-// Verify rehashes every piece already on disk against its signed SHA-256.
+// Verify rehashes every piece already on disk against its signed SHA-256, and returns once the
+// results are recorded.
 func (t *Torrent) Verify(ctx context.Context) error {
-	return t.t.VerifyDataContext(ctx)
+	if err := t.t.VerifyDataContext(ctx); err != nil {
+		return err
+	}
+	// The library counts a verification before it marks the piece: wait for the marking.
+	t.awaitChecked()
+	return nil
 }
