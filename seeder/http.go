@@ -38,6 +38,7 @@ func (s *Seeder) routes() http.Handler {
 	mux.Handle("GET "+api.PathAgents, s.adminOnly(http.HandlerFunc(s.handleAgents)))
 	mux.Handle("POST "+api.PathAgents+"/{id}/revoke", s.adminOnly(http.HandlerFunc(s.handleRevoke)))
 	mux.Handle("POST "+api.PathRotate, s.adminOnly(http.HandlerFunc(s.handleRotate)))
+	mux.Handle("POST "+api.PathDelegate, s.adminOnly(http.HandlerFunc(s.handleDelegate)))
 	return mux
 }
 

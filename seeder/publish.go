@@ -43,8 +43,8 @@ func refuse(code int, format string, args ...any) error {
 // and SHA-256, the bundle hash, the infohash, the piece hashes), moved into place, and only then
 // the new targets are committed and snapshot and timestamp signed. Any failure leaves nothing.
 func (s *Seeder) handlePublish(w http.ResponseWriter, r *http.Request) {
-	channel, version := r.URL.Query().Get("channel"), r.URL.Query().Get("version")
-	res, err := s.publish(r, channel, version)
+	channel, version, role := r.URL.Query().Get("channel"), r.URL.Query().Get("version"), r.URL.Query().Get("role")
+	res, err := s.publish(r, channel, version, role)
 	if err != nil {
 		code := http.StatusBadRequest
 		var pe *publishError
@@ -59,9 +59,14 @@ func (s *Seeder) handlePublish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, res)
 }
 
-func (s *Seeder) publish(r *http.Request, channel, version string) (*api.Published, error) {
+func (s *Seeder) publish(r *http.Request, channel, version, role string) (*api.Published, error) {
 	if err := release.ValidChannel(channel); err != nil {
 		return nil, err
+	}
+	if role != "" {
+		if err := trust.ValidRoleName(role); err != nil {
+			return nil, err
+		}
 	}
 	if err := release.ValidVersion(version); err != nil {
 		return nil, err
@@ -92,6 +97,13 @@ func (s *Seeder) publish(r *http.Request, channel, version string) (*api.Publish
 	bundle, pieces, m, err := proposed(signed, channel, version)
 	if err != nil {
 		return nil, err
+	}
+	if role != "" {
+		if err := s.repo.CheckRolePaths(role, bundle.Name, pieces.Name); errors.Is(err, trust.ErrOutsidePaths) {
+			return nil, refuse(http.StatusForbidden, "role %s may not sign this release: %w", role, err)
+		} else if err != nil {
+			return nil, err
+		}
 	}
 
 	staging := filepath.Join(s.cfg.DataDir, stagingDir)
@@ -131,8 +143,16 @@ func (s *Seeder) publish(r *http.Request, channel, version string) (*api.Publish
 		s.db.PutRaw(store.Meta, map[string][]byte{piecesFile(&rec): rec.Pieces}),
 		s.db.Put(store.Releases, key, rec))
 	if err == nil {
-		_, err = s.repo.Publish(signed, time.Now())
+		if role == "" {
+			_, err = s.repo.Publish(signed, time.Now())
+		} else {
+			_, err = s.repo.PublishDelegated(role, signed, time.Now())
+		}
 		switch {
+		case errors.Is(err, trust.ErrOutsidePaths):
+			err = refuse(http.StatusForbidden, "role %s may not sign this release: %w", role, err)
+		case errors.Is(err, trust.ErrBadSignature) && role != "":
+			err = refuse(http.StatusForbidden, "%s metadata is not signed by the key delegated to %s: %w", role, role, err)
 		case errors.Is(err, trust.ErrBadSignature):
 			err = refuse(http.StatusForbidden, "targets metadata is not signed by the deployment's targets key: %w", err)
 		case errors.Is(err, trust.ErrVersion):

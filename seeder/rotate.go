@@ -49,3 +49,28 @@ func (s *Seeder) handleRotate(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("installed rotated root", "version", v.Signed.Version)
 	writeJSON(w, http.StatusOK, api.RotateResult{RootVersion: v.Signed.Version})
 }
+
+// handleDelegate verifies and installs a delegated targets role (trust.Repo.Delegate).
+func (s *Seeder) handleDelegate(w http.ResponseWriter, r *http.Request) {
+	var req api.DelegateRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRotateSize)).Decode(&req); err != nil || req.Role == "" {
+		writeError(w, http.StatusBadRequest, "bad delegation request: want JSON with role, targets and role_meta: %v", err)
+		return
+	}
+	s.publishMu.Lock()
+	defer s.publishMu.Unlock()
+	if err := s.repo.Delegate(req.Role, req.Targets, req.RoleMeta, time.Now()); err != nil {
+		code := http.StatusBadRequest
+		switch {
+		case errors.Is(err, trust.ErrBadSignature), errors.Is(err, trust.ErrOutsidePaths):
+			code = http.StatusForbidden
+		case errors.Is(err, trust.ErrVersion), errors.Is(err, trust.ErrTargetExists):
+			code = http.StatusConflict
+		}
+		s.log.Warn("delegation refused", "role", req.Role, "err", err)
+		writeError(w, code, "delegate %s: %v", req.Role, err)
+		return
+	}
+	s.log.Info("installed delegated role", "role", req.Role)
+	writeJSON(w, http.StatusOK, struct{}{})
+}

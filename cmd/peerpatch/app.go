@@ -52,7 +52,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Commands: []*cli.Command{
-			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), agentsCommand(), keysCommand(), demoCommand(),
+			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), agentsCommand(), keysCommand(), delegateCommand(), demoCommand(),
 		},
 	}
 }
@@ -156,13 +156,16 @@ func publishCommand() *cli.Command {
 		ArgsUsage: "PATH",
 		Description: "Hashes PATH, builds its torrent, signs it into the TUF targets with the targets key in\n" +
 			"--keys and streams it to the seeder. Exits 0 once the seeder has stored, signed and begun\n" +
-			"seeding the release. --version must be greater than the channel's current version.",
+			"seeding the release. --version must be greater than the channel's current version.\n" +
+			"--role R signs with D/keys/R.pem into the delegated role R (see delegate): the seeder and\n" +
+			"agents refuse a release outside the paths delegated to R.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (targets key, admin token)"},
 			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
 			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel`, e.g. stable"},
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release `version` (semver, e.g. 1.4.2)"},
+			&cli.StringFlag{Name: "role", Usage: "sign as delegated `role` (e.g. ci) with D/keys/<role>.pem instead of the targets key"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -173,7 +176,7 @@ func publishCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			res, err := cl.Publish(c.Context, c.String("keys"), c.String("channel"), c.String("version"), c.Args().First())
+			res, err := cl.PublishAs(c.Context, c.String("keys"), c.String("role"), c.String("channel"), c.String("version"), c.Args().First())
 			if err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,5 +44,38 @@ func keysCommand() *cli.Command {
 				return nil
 			},
 		}},
+	}
+}
+
+func delegateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "delegate",
+		Usage: "delegate target path patterns (e.g. one channel) to a new role with its own key, for CI",
+		Description: "Makes D/keys/<name>.pem (mode 0600), adds to the targets a terminating delegation of the\n" +
+			"--paths patterns to role <name> with that key, signs the targets with the targets key and the\n" +
+			"role's empty metadata with the new key, and has the seeder verify and serve both. Then\n" +
+			"`publish --role <name>` with D/keys/<name>.pem (and the admin token) publishes releases inside\n" +
+			"the paths; the seeder refuses others and agents ignore them. Patterns are TUF shell globs\n" +
+			"matched segment by segment: 'releases/stable/*/*' covers every release of channel stable.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (targets key, admin token)"},
+			&cli.StringFlag{Name: "name", Required: true, Usage: "role `name`, e.g. ci"},
+			&cli.StringSliceFlag{Name: "paths", Required: true, Usage: "target path `pattern`s, e.g. 'releases/stable/*/*' (repeatable or comma-separated)"},
+			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+		},
+		Action: func(c *cli.Context) error {
+			cl, err := adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
+			if err != nil {
+				return err
+			}
+			del, err := cl.Delegate(c.Context, c.String("keys"), c.String("name"), c.StringSlice("paths"))
+			if err != nil {
+				return fmt.Errorf("delegate: %w", err)
+			}
+			fmt.Fprintf(c.App.Writer, "delegated %s to role %s, key %s\n",
+				strings.Join(c.StringSlice("paths"), ", "), c.String("name"), del.KeyFile)
+			return nil
+		},
 	}
 }

@@ -20,13 +20,14 @@ const (
 	PathTorrent  = "/api/v1/torrent/" // /api/v1/torrent/<channel>/<version>
 	PathReport   = "/api/v1/report"
 	PathStatus   = "/api/v1/status"
-	PathEnroll   = "/api/v1/enroll" // with the fleet enrolment token
-	PathAgents   = "/api/v1/agents" // admin: list; POST /api/v1/agents/<id>/revoke
-	PathRotate   = "/api/v1/rotate" // admin: install a key rotation
+	PathEnroll   = "/api/v1/enroll"   // with the fleet enrolment token
+	PathAgents   = "/api/v1/agents"   // admin: list; POST /api/v1/agents/<id>/revoke
+	PathRotate   = "/api/v1/rotate"   // admin: install a key rotation
+	PathDelegate = "/api/v1/delegate" // admin: install a delegated targets role
 )
 
 // Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new
-// signed targets.json, followed by one part per release file, named PartFile, whose file name
+// signed targets.json (with the query parameter role=R, the new signed R.json of delegated role R), followed by one part per release file, named PartFile, whose file name
 // is the file's slash path in the release, in manifest order.
 const (
 	PartTargets = "targets"
@@ -130,6 +131,14 @@ type Agent struct {
 type RotateRequest struct {
 	Root    []byte `json:"root"`
 	Targets []byte `json:"targets,omitempty"`
+}
+
+// DelegateRequest is the body of POST PathDelegate: the targets (version N+1) with a new
+// delegation to Role, and the role's first targets metadata (version 1).
+type DelegateRequest struct {
+	Role     string `json:"role"`
+	Targets  []byte `json:"targets"`
+	RoleMeta []byte `json:"role_meta"`
 }
 
 // RotateResult answers an accepted rotation.

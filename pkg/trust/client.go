@@ -88,11 +88,87 @@ func (c *Client) Refresh() error {
 	if err != nil {
 		return fmt.Errorf("refresh targets metadata: %w", err)
 	}
+	list = append(list, delegatedTargets(up)...)
+	slices.SortFunc(list, func(a, b Target) int { return strings.Compare(a.Name, b.Name) })
 	c.up, c.targets = up, list
 	return nil
 }
 
-// Targets returns the top-level targets of the last successful Refresh, in name order.
+// delegatedTargets loads the roles the top-level targets delegate to (one level) and returns
+// their targets that go-tuf's path-checked walk resolves to them: a target a delegated role
+// signs outside its delegated paths (or shadowed by another role) is left out. go-tuf loads a
+// delegated role only while resolving a target path, so each role is loaded by resolving a
+// probe path built from its first pattern. A role that fails to load or verify is left out.
+func delegatedTargets(up *updater.Updater) []Target {
+	top := up.GetTrustedMetadataSet().Targets[metadata.TARGETS]
+	if top == nil || top.Signed.Delegations == nil {
+		return nil
+	}
+	var list []Target
+	for _, dr := range top.Signed.Delegations.Roles {
+		probe := ""
+		for _, p := range dr.Paths {
+			for _, cand := range []string{probeFor(p) + ".peerpatch-probe", probeFor(p)} {
+				if ok, _ := dr.IsDelegatedPath(cand); ok && probe == "" {
+					probe = cand
+				}
+			}
+		}
+		if probe == "" {
+			continue
+		}
+		_, _ = up.GetTargetInfo(probe) // loads and verifies dr's metadata; the probe itself is absent
+		m := up.GetTrustedMetadataSet().Targets[dr.Name]
+		if m == nil {
+			continue
+		}
+		for name, tf := range m.Signed.Targets {
+			if got, err := up.GetTargetInfo(name); err != nil || got != tf {
+				continue // outside dr's paths or found in another role first
+			}
+			t, err := toTargets(map[string]*metadata.TargetFiles{name: tf})
+			if err != nil {
+				continue
+			}
+			list = append(list, t...)
+		}
+	}
+	return list
+}
+
+// probeFor returns a target path that the shell pattern p matches in the common cases
+// ("*" and "?" one letter, "[...]" its first listed character).
+func probeFor(p string) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case '*', '?':
+			b.WriteByte('x')
+		case '[':
+			j := i + 1
+			if j < len(p) && (p[j] == '!' || p[j] == '^') {
+				return p // negated classes: no simple probe
+			}
+			end := strings.IndexByte(p[j:], ']')
+			if end <= 0 {
+				return p
+			}
+			b.WriteByte(p[j])
+			i = j + end
+		case '\\':
+			if i+1 < len(p) {
+				i++
+				b.WriteByte(p[i])
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Targets returns the targets of the last successful Refresh, in name order: the top-level
+// ones and those of delegated roles that lie inside the paths delegated to them.
 func (c *Client) Targets() []Target {
 	c.mu.Lock()
 	defer c.mu.Unlock()

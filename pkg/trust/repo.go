@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,7 +75,8 @@ type Repo struct {
 	targets   *metadata.Metadata[metadata.TargetsType]
 	snapshot  *metadata.Metadata[metadata.SnapshotType]
 	timestamp *metadata.Metadata[metadata.TimestampType]
-	list      []Target // targets.Signed.Targets in name order
+	roles     map[string]*metadata.Metadata[metadata.TargetsType] // delegated targets roles by name
+	list      []Target                                            // top-level and delegated targets in name order
 }
 
 // OpenRepo opens the repository in store. If store is empty it bootstraps it
@@ -84,7 +87,7 @@ func OpenRepo(store MetaStore, online *Online, dir string, now time.Time) (*Repo
 	if store == nil || online == nil {
 		return nil, errors.New("open repository: store and online keys are required")
 	}
-	r := &Repo{store: store, online: online}
+	r := &Repo{store: store, online: online, roles: map[string]*metadata.Metadata[metadata.TargetsType]{}}
 	_, err := store.GetMeta("timestamp.json")
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -116,10 +119,36 @@ func (r *Repo) load() error {
 	if r.timestamp, err = getMeta[metadata.TimestampType](r.store, "timestamp.json"); err != nil {
 		return err
 	}
-	if r.list, err = toTargets(r.targets.Signed.Targets); err != nil {
-		return fmt.Errorf("targets.json: %w", err)
+	for name := range r.snapshot.Signed.Meta {
+		role := strings.TrimSuffix(name, ".json")
+		if name == "targets.json" || role == name {
+			continue
+		}
+		if r.roles[role], err = getMeta[metadata.TargetsType](r.store, name); err != nil {
+			return err
+		}
+	}
+	if r.list, err = r.allTargets(); err != nil {
+		return err
 	}
 	return nil
+}
+
+// allTargets lists the targets of the top-level and the delegated roles in name order.
+func (r *Repo) allTargets() ([]Target, error) {
+	list, err := toTargets(r.targets.Signed.Targets)
+	if err != nil {
+		return nil, fmt.Errorf("targets.json: %w", err)
+	}
+	for name, m := range r.roles {
+		l, err := toTargets(m.Signed.Targets)
+		if err != nil {
+			return nil, fmt.Errorf("%s.json: %w", name, err)
+		}
+		list = append(list, l...)
+	}
+	slices.SortFunc(list, func(a, b Target) int { return strings.Compare(a.Name, b.Name) })
+	return list, nil
 }
 
 // bootstrap fills an empty store from the deployment directory.
@@ -136,7 +165,7 @@ func (r *Repo) bootstrap(dir string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("read targets metadata: %w", err)
 	}
-	targets, list, err := r.verifyTargets(targetsJSON, now)
+	targets, _, err := r.verifyTargets(targetsJSON, now)
 	if err != nil {
 		return err
 	}
@@ -144,7 +173,7 @@ func (r *Repo) bootstrap(dir string, now time.Time) error {
 		fmt.Sprintf("%d.root.json", root.Signed.Version): rootJSON,
 		"root.json": rootJSON,
 	}
-	return r.commit(files, targets, targetsJSON, list, now)
+	return r.commit(files, now, roleMeta{metadata.TARGETS, targets, targetsJSON})
 }
 
 // checkOnline checks that the online keys are the root's snapshot and timestamp keys.
@@ -193,19 +222,8 @@ func (r *Repo) Publish(signedTargets []byte, now time.Time) ([]Target, error) {
 	if want := r.targets.Signed.Version + 1; t.Signed.Version != want {
 		return nil, fmt.Errorf("publish targets: %w: expected version %d, got %d", ErrVersion, want, t.Signed.Version)
 	}
-	for name, old := range r.targets.Signed.Targets {
-		nf, ok := t.Signed.Targets[name]
-		if !ok {
-			return nil, fmt.Errorf("publish targets: %q removed: %w", name, ErrTargetChanged)
-		}
-		ob, err1 := json.Marshal(old)
-		nb, err2 := json.Marshal(nf)
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("publish targets: %w", err)
-		}
-		if !bytes.Equal(ob, nb) {
-			return nil, fmt.Errorf("publish targets: %q modified: %w", name, ErrTargetChanged)
-		}
+	if err := keptTargets(r.targets.Signed.Targets, t.Signed.Targets); err != nil {
+		return nil, fmt.Errorf("publish targets: %w", err)
 	}
 	var added []Target
 	for _, tg := range list {
@@ -213,18 +231,51 @@ func (r *Repo) Publish(signedTargets []byte, now time.Time) ([]Target, error) {
 			added = append(added, tg)
 		}
 	}
-	if err := r.commit(map[string][]byte{}, t, signedTargets, list, now); err != nil {
+	if err := r.commit(map[string][]byte{}, now, roleMeta{metadata.TARGETS, t, signedTargets}); err != nil {
 		return nil, fmt.Errorf("publish targets: %w", err)
 	}
 	return added, nil
 }
 
-// commit adds targets, a new snapshot and a new timestamp to files, stores
+// keptTargets checks that every target of old is in new, unchanged.
+func keptTargets(old, new map[string]*metadata.TargetFiles) error {
+	for name, of := range old {
+		nf, ok := new[name]
+		if !ok {
+			return fmt.Errorf("%q removed: %w", name, ErrTargetChanged)
+		}
+		ob, err1 := json.Marshal(of)
+		nb, err2 := json.Marshal(nf)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		if !bytes.Equal(ob, nb) {
+			return fmt.Errorf("%q modified: %w", name, ErrTargetChanged)
+		}
+	}
+	return nil
+}
+
+// roleMeta is new signed metadata of a targets role ("targets" or a delegated role).
+type roleMeta struct {
+	name string
+	m    *metadata.Metadata[metadata.TargetsType]
+	b    []byte
+}
+
+// commit adds the roles' metadata, a new snapshot and a new timestamp to files, stores
 // them and makes them current.
-func (r *Repo) commit(files map[string][]byte, t *metadata.Metadata[metadata.TargetsType], targetsJSON []byte, list []Target, now time.Time) error {
-	files[fmt.Sprintf("%d.targets.json", t.Signed.Version)] = targetsJSON
-	files["targets.json"] = targetsJSON
-	snap, snapMeta, err := r.newSnapshot(files, metaFile(t.Signed.Version, targetsJSON), now)
+func (r *Repo) commit(files map[string][]byte, now time.Time, roles ...roleMeta) error {
+	meta := map[string]*metadata.MetaFiles{}
+	if r.snapshot != nil {
+		maps.Copy(meta, r.snapshot.Signed.Meta)
+	}
+	for _, rm := range roles {
+		files[fmt.Sprintf("%d.%s.json", rm.m.Signed.Version, rm.name)] = rm.b
+		files[rm.name+".json"] = rm.b
+		meta[rm.name+".json"] = metaFile(rm.m.Signed.Version, rm.b)
+	}
+	snap, snapMeta, err := r.newSnapshot(files, meta, now)
 	if err != nil {
 		return err
 	}
@@ -232,10 +283,23 @@ func (r *Repo) commit(files map[string][]byte, t *metadata.Metadata[metadata.Tar
 	if err != nil {
 		return err
 	}
-	if err := r.store.PutMeta(files); err != nil {
+	oldTargets, oldRoles := r.targets, maps.Clone(r.roles)
+	for _, rm := range roles {
+		if rm.name == metadata.TARGETS {
+			r.targets = rm.m
+		} else {
+			r.roles[rm.name] = rm.m
+		}
+	}
+	list, err := r.allTargets()
+	if err == nil {
+		err = r.store.PutMeta(files)
+	}
+	if err != nil {
+		r.targets, r.roles = oldTargets, oldRoles
 		return fmt.Errorf("store metadata: %w", err)
 	}
-	r.targets, r.snapshot, r.timestamp, r.list = t, snap, ts, list
+	r.snapshot, r.timestamp, r.list = snap, ts, list
 	return nil
 }
 
@@ -248,7 +312,7 @@ func (r *Repo) Refresh(now time.Time) (bool, error) {
 	snap, snapMeta := r.snapshot, r.timestamp.Signed.Meta["snapshot.json"]
 	if aging(snap.Signed.Expires, SnapshotExpiry, now) {
 		var err error
-		if snap, snapMeta, err = r.newSnapshot(files, r.snapshot.Signed.Meta["targets.json"], now); err != nil {
+		if snap, snapMeta, err = r.newSnapshot(files, r.snapshot.Signed.Meta, now); err != nil {
 			return false, fmt.Errorf("refresh repository: %w", err)
 		}
 	}
@@ -273,14 +337,14 @@ func (r *Repo) Targets() []Target {
 	return slices.Clone(r.list)
 }
 
-// newSnapshot signs the next snapshot listing targetsMeta, adds it to files
-// and returns it with its entry for the timestamp.
-func (r *Repo) newSnapshot(files map[string][]byte, targetsMeta *metadata.MetaFiles, now time.Time) (*metadata.Metadata[metadata.SnapshotType], *metadata.MetaFiles, error) {
+// newSnapshot signs the next snapshot listing meta (every targets role's file), adds it to
+// files and returns it with its entry for the timestamp.
+func (r *Repo) newSnapshot(files map[string][]byte, meta map[string]*metadata.MetaFiles, now time.Time) (*metadata.Metadata[metadata.SnapshotType], *metadata.MetaFiles, error) {
 	s := metadata.Snapshot(expires(now, SnapshotExpiry))
 	if r.snapshot != nil {
 		s.Signed.Version = r.snapshot.Signed.Version + 1
 	}
-	s.Signed.Meta = map[string]*metadata.MetaFiles{"targets.json": targetsMeta}
+	s.Signed.Meta = maps.Clone(meta)
 	b, err := sign(s, r.online.snapshot)
 	if err != nil {
 		return nil, nil, fmt.Errorf("sign snapshot metadata: %w", err)

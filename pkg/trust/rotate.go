@@ -277,7 +277,7 @@ func (r *Repo) Rotate(newRoot, newTargets []byte, online *Online, now time.Time)
 			return fmt.Errorf("rotate: the current targets metadata does not verify under the new root (re-signed targets are required): %w: %w", ErrBadSignature, err)
 		}
 		// Re-sign snapshot and timestamp (perhaps with new keys) over the same targets.
-		snap, snapMeta, err := r.newSnapshot(files, r.snapshot.Signed.Meta["targets.json"], now)
+		snap, snapMeta, err := r.newSnapshot(files, r.snapshot.Signed.Meta, now)
 		if err != nil {
 			return fmt.Errorf("rotate: %w", err)
 		}
@@ -291,7 +291,7 @@ func (r *Repo) Rotate(newRoot, newTargets []byte, online *Online, now time.Time)
 		r.snapshot, r.timestamp = snap, ts
 		return nil
 	}
-	t, list, err := r.verifyTargets(newTargets, now)
+	t, _, err := r.verifyTargets(newTargets, now)
 	if err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
@@ -303,7 +303,7 @@ func (r *Repo) Rotate(newRoot, newTargets []byte, online *Online, now time.Time)
 		err = fmt.Errorf("rotate: re-signed targets differ from the current ones: %w", ErrTargetChanged)
 		return err
 	}
-	if err = r.commit(files, t, newTargets, list, now); err != nil {
+	if err = r.commit(files, now, roleMeta{metadata.TARGETS, t, newTargets}); err != nil {
 		return fmt.Errorf("rotate: %w", err)
 	}
 	return nil

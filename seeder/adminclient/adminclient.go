@@ -59,6 +59,13 @@ func New(base, keysDir, caFile string) (*Client, error) {
 
 // Publish builds, signs and uploads the release at path (a file or a directory).
 func (c *Client) Publish(ctx context.Context, keysDir, channel, version, path string) (*api.Published, error) {
+	return c.PublishAs(ctx, keysDir, "", channel, version, path)
+}
+
+// PublishAs is Publish signed by role: "" for the top-level targets (keysDir/keys/targets.pem),
+// else a delegated role such as ci, whose metadata is signed with keysDir/keys/<role>.pem. The
+// seeder refuses a release outside the paths delegated to the role.
+func (c *Client) PublishAs(ctx context.Context, keysDir, role, channel, version, path string) (*api.Published, error) {
 	if err := release.ValidChannel(channel); err != nil {
 		return nil, fmt.Errorf("--channel: %w", err)
 	}
@@ -71,6 +78,18 @@ func (c *Client) Publish(ctx context.Context, keysDir, channel, version, path st
 	}
 	if err := checkOrder(current, channel, version); err != nil {
 		return nil, err
+	}
+	var currentRole []byte
+	if role != "" {
+		if err := trust.ValidRoleName(role); err != nil {
+			return nil, fmt.Errorf("--role: %w", err)
+		}
+		if currentRole, err = c.get(ctx, api.PathTUF+role+".json"); err != nil {
+			return nil, fmt.Errorf("read current %s targets: %w", role, err)
+		}
+		if err := checkOrder(currentRole, channel, version); err != nil {
+			return nil, err
+		}
 	}
 	layout, err := release.Build(ctx, path, 0)
 	if err != nil {
@@ -91,14 +110,20 @@ func (c *Client) Publish(ctx context.Context, keysDir, channel, version, path st
 		return nil, err
 	}
 	pieces := release.EncodePieces(layout.PiecesSHA256)
-	signed, err := trust.AddTargets(keysDir, current, []trust.Target{
+	add := []trust.Target{
 		{Name: release.BundleTarget(channel, version), Length: layout.Length, SHA256: layout.SHA256, Custom: custom},
 		{Name: release.PiecesTarget(channel, version), Length: int64(len(pieces)), SHA256: verify.Sum(pieces)},
-	}, time.Now())
+	}
+	var signed []byte
+	if role == "" {
+		signed, err = trust.AddTargets(keysDir, current, add, time.Now())
+	} else {
+		signed, err = trust.AddDelegatedTargets(keysDir, role, current, currentRole, add, time.Now())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sign targets: %w", err)
 	}
-	return c.upload(ctx, signed, &m, path)
+	return c.upload(ctx, signed, &m, role, path)
 }
 
 // checkOrder refuses early, before hashing anything, a version that the seeder would refuse.
@@ -122,13 +147,16 @@ func checkOrder(targetsJSON []byte, channel, version string) error {
 }
 
 // upload streams the signed targets and the files as one multipart request.
-func (c *Client) upload(ctx context.Context, signed []byte, m *release.Manifest, path string) (*api.Published, error) {
+func (c *Client) upload(ctx context.Context, signed []byte, m *release.Manifest, role, path string) (*api.Published, error) {
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
 		pw.CloseWithError(writeParts(mw, signed, m, path))
 	}()
 	q := url.Values{"channel": {m.Channel}, "version": {m.Version}}
+	if role != "" {
+		q.Set("role", role)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+api.PathPublish+"?"+q.Encode(), pr)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/api"
@@ -53,6 +54,47 @@ func (c *Client) postRotation(ctx context.Context, rot *trust.Rotation) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("POST %s: %w", c.base+api.PathRotate, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return c.refusal(resp.StatusCode, b)
+	}
+	return nil
+}
+
+// Delegate delegates the target path patterns paths to a new role name with its own key
+// (keysDir/keys/<name>.pem, made here): it signs the seeder's current targets with the
+// delegation added (trust.Delegate) and posts them with the role's first metadata. If the
+// seeder refuses, the new key is removed.
+func (c *Client) Delegate(ctx context.Context, keysDir, name string, paths []string) (*trust.Delegation, error) {
+	targets, err := c.get(ctx, api.PathTUF+"targets.json")
+	if err != nil {
+		return nil, fmt.Errorf("read current targets: %w", err)
+	}
+	del, err := trust.Delegate(keysDir, targets, name, paths, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(api.DelegateRequest{Role: name, Targets: del.Targets, RoleMeta: del.Role})
+	if err == nil {
+		err = c.post(ctx, api.PathDelegate, body)
+	}
+	if err != nil {
+		return nil, errors.Join(err, os.Remove(del.KeyFile))
+	}
+	return del, nil
+}
+
+func (c *Client) post(ctx context.Context, p string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+p, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("POST %s: %w", c.base+p, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
