@@ -147,6 +147,8 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 		UploadRate:         cfg.UploadRate,
 		MaxConnsPerTorrent: cfg.MaxPeersPerRelease,
 		Transport:          api.NewAuth(string(s.admin), cfg.PublicURL).Transport(base),
+		RestrictPeers:      true,
+		AllowPeer:          s.tracker.Knows, // only enrolled agents announce
 		Logger:             s.log,
 	})
 	if err != nil {

@@ -1,8 +1,12 @@
 package test
 
 import (
+	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,4 +86,51 @@ func awaitPeers(t *testing.T, s *Seeder, d *Deployment, version string, n int) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatalf("tracker lists %d peers for %s, want %d", got, version, n)
+}
+
+// TestSeederRefusesUnknownPeers: the origin accepts BitTorrent connections only from addresses
+// its tracker knows (enrolled agents announce before they connect). A stranger at 127.0.0.2
+// gets no handshake; the same handshake from an announced address (127.0.0.1) gets one.
+func TestSeederRefusesUnknownPeers(t *testing.T) {
+	d := Init(t)
+	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"))
+	pub := s.Publish(t, d, "stable", "1.0.0", WriteRelease(t, t.TempDir(), "app", 1<<20, 1))
+	a := StartAgent(t, d, "agent", "stable", []string{s.URL})
+	AwaitInstalled(t, 30*time.Second, "1.0.0", a) // 127.0.0.1 has announced
+	ready := s.JSONLines("seeder ready")
+	if len(ready) != 1 {
+		t.Fatalf("seeder logged %d ready lines", len(ready))
+	}
+	port := int(ready[0]["peerPort"].(float64))
+	ih, err := hex.DecodeString(pub.InfoHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peerHandshake(t, "127.0.0.2", port, ih) {
+		t.Fatal("the seeder answered a peer whose address no enrolled agent announced")
+	}
+	if !peerHandshake(t, "127.0.0.1", port, ih) {
+		t.Fatal("the seeder refused a peer from an announced address")
+	}
+}
+
+// peerHandshake dials the BitTorrent port from the local address from, sends a handshake for
+// infohash ih and reports whether a handshake came back.
+func peerHandshake(t *testing.T, from string, port int, ih []byte) bool {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	hs := append([]byte("\x13BitTorrent protocol"), make([]byte, 8)...)
+	hs = append(append(hs, ih...), []byte("-PPA001-handshake000")...)
+	conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write(hs); err != nil {
+		return false
+	}
+	reply := make([]byte, 68)
+	_, err = io.ReadFull(conn, reply)
+	return err == nil && string(reply[1:20]) == "BitTorrent protocol"
 }

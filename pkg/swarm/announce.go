@@ -139,11 +139,17 @@ func (t *Torrent) announceOnce(ctx context.Context, trackerURL string, event tra
 		return nil, fmt.Errorf("tracker refused: %s", res.FailureReason)
 	}
 	peers := make([]torrent.PeerInfo, 0, len(res.Peers.List)+len(res.Peers6))
+	add := func(ip net.IP, port int) {
+		peers = append(peers, torrent.PeerInfo{Addr: &net.TCPAddr{IP: ip, Port: port}, Source: torrent.PeerSourceTracker})
+		if t.c.peers != nil {
+			t.c.peers.learn(ip)
+		}
+	}
 	for _, p := range res.Peers.List {
-		peers = append(peers, torrent.PeerInfo{Addr: &net.TCPAddr{IP: p.IP, Port: p.Port}, Source: torrent.PeerSourceTracker})
+		add(p.IP, p.Port)
 	}
 	for _, p := range res.Peers6 {
-		peers = append(peers, torrent.PeerInfo{Addr: &net.TCPAddr{IP: p.IP, Port: p.Port}, Source: torrent.PeerSourceTracker})
+		add(p.IP, p.Port)
 	}
 	return peers, nil
 }

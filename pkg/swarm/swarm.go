@@ -13,6 +13,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync"
@@ -62,6 +63,14 @@ type Config struct {
 	// requests bound for a seeder (see api.Auth) and verifies TLS against the deployment's
 	// roots. Nil is http.DefaultTransport.
 	Transport http.RoundTripper
+	// RestrictPeers makes the client accept and dial only peers whose address a tracker
+	// handed out or AllowPeer approves: only enrolled agents announce, so only they get in.
+	// (A seeding agent learns a newcomer's address at its next announce; until agents
+	// re-announce on an unknown caller, they run open and only the seeder restricts.)
+	RestrictPeers bool
+	// AllowPeer approves peer addresses besides those the trackers handed out: the seeder
+	// approves what its own tracker knows.
+	AllowPeer func(netip.Addr) bool
 	// Logger receives the client's logs.
 	Logger *slog.Logger
 }
@@ -96,6 +105,7 @@ type Client struct {
 	origins  map[*torrent.Peer]bool // connections to the origin, for byte accounting
 
 	upload *rate.Limiter // nil when unlimited
+	peers  *allowlist    // nil unless RestrictPeers
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -164,6 +174,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.DownloadRate > 0 {
 		tc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), burst(cfg.DownloadRate))
+	}
+	if cfg.RestrictPeers {
+		c.peers = newAllowlist(cfg.AllowPeer)
+		tc.IPBlocklist = c.peers
 	}
 	tc.Callbacks.CompletedHandshake = c.onHandshake
 	tc.Callbacks.PeerConnClosed = c.onConnClosed

@@ -128,3 +128,18 @@ func (tr *Tracker) Forget(addr netip.AddrPort) {
 		}
 	}
 }
+
+// Knows reports whether a live peer of any torrent announced from ip.
+func (tr *Tracker) Knows(ip netip.Addr) bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	now := tr.now()
+	for _, ps := range tr.peers {
+		for a, p := range ps {
+			if a.Addr().Unmap() == ip && now.Sub(p.seen) < peerTTL {
+				return true
+			}
+		}
+	}
+	return false
+}
