@@ -160,9 +160,9 @@ func publishCommand() *cli.Command {
 			"--role R signs with D/keys/R.pem into the delegated role R (see delegate): the seeder and\n" +
 			"agents refuse a release outside the paths delegated to R.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+			seederFlag(),
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (targets key, admin token)"},
-			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+			caFlag(),
 			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel`, e.g. stable"},
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release `version` (semver, e.g. 1.4.2)"},
 			&cli.StringFlag{Name: "role", Usage: "sign as delegated `role` (e.g. ci) with D/keys/<role>.pem instead of the targets key"},
@@ -172,7 +172,7 @@ func publishCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return fmt.Errorf("publish: want exactly one PATH argument, got %d", c.NArg())
 			}
-			cl, err := adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
+			cl, err := newAdminClient(c)
 			if err != nil {
 				return err
 			}
@@ -203,7 +203,7 @@ func agentCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "seeder", Required: true, Usage: "seeder base `URL` (repeatable, tried in order)"},
 			&cli.StringFlag{Name: "trust", Required: true, Usage: "the deployment's `root.json`"},
 			&cli.StringFlag{Name: "token-file", Required: true, Usage: "`file` holding the agent token"},
-			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+			caFlag(),
 			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel` to follow"},
 			&cli.StringFlag{Name: "install-dir", Required: true, Usage: "install directory `I`"},
 			&cli.BoolFlag{Name: "once", Usage: "run one update cycle and exit"},
@@ -243,13 +243,13 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "show the fleet: each agent's channel, installed version and state, and each release",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+			seederFlag(),
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (admin token)"},
-			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+			caFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON: a top-level \"agents\" array and a \"releases\" array"},
 		},
 		Action: func(c *cli.Context) error {
-			cl, err := adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
+			cl, err := newAdminClient(c)
 			if err != nil {
 				return err
 			}
@@ -283,13 +283,10 @@ func statusCommand() *cli.Command {
 
 func agentsCommand() *cli.Command {
 	flags := []cli.Flag{
-		&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+		seederFlag(),
 		&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (admin token)"},
-		&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+		caFlag(),
 		&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-	}
-	client := func(c *cli.Context) (*adminclient.Client, error) {
-		return adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
 	}
 	return &cli.Command{
 		Name:  "agents",
@@ -303,7 +300,7 @@ func agentsCommand() *cli.Command {
 				Usage: "list enrolled agents with their last report",
 				Flags: flags,
 				Action: func(c *cli.Context) error {
-					cl, err := client(c)
+					cl, err := newAdminClient(c)
 					if err != nil {
 						return err
 					}
@@ -340,7 +337,7 @@ func agentsCommand() *cli.Command {
 					if c.NArg() != 1 {
 						return fmt.Errorf("agents revoke: want exactly one AGENT-ID argument, got %d", c.NArg())
 					}
-					cl, err := client(c)
+					cl, err := newAdminClient(c)
 					if err != nil {
 						return err
 					}
@@ -412,6 +409,20 @@ func demoCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// Flags shared by the commands that talk to a seeder (new values: flags keep parse state).
+func seederFlag() cli.Flag {
+	return &cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"}
+}
+
+func caFlag() cli.Flag {
+	return &cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"}
+}
+
+// newAdminClient is the admin client of the --seeder, --keys and --ca flags.
+func newAdminClient(c *cli.Context) (*adminclient.Client, error) {
+	return adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
 }
 
 func orDash(s string) string {

@@ -6,8 +6,6 @@ import (
 	"strings"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/peerpatch/peerpatch/seeder/adminclient"
 )
 
 func keysCommand() *cli.Command {
@@ -25,13 +23,13 @@ func keysCommand() *cli.Command {
 				"chain without reinstall and stop trusting the old key. For snapshot and timestamp the seeder\n" +
 				"loads the new key from its own --keys directory, so run this where the seeder's D is.",
 			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+				seederFlag(),
 				&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (root keys, admin token)"},
 				&cli.StringFlag{Name: "role", Required: true, Usage: "`role` whose key to rotate: root, targets, snapshot or timestamp"},
-				&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+				caFlag(),
 			},
 			Action: func(c *cli.Context) error {
-				cl, err := adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
+				cl, err := newAdminClient(c)
 				if err != nil {
 					return err
 				}
@@ -58,14 +56,14 @@ func delegateCommand() *cli.Command {
 			"the paths; the seeder refuses others and agents ignore them. Patterns are TUF shell globs\n" +
 			"matched segment by segment: 'releases/stable/*/*' covers every release of channel stable.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "seeder", Required: true, Usage: "seeder base `URL`"},
+			seederFlag(),
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (targets key, admin token)"},
 			&cli.StringFlag{Name: "name", Required: true, Usage: "role `name`, e.g. ci"},
 			&cli.StringSliceFlag{Name: "paths", Required: true, Usage: "target path `pattern`s, e.g. 'releases/stable/*/*' (repeatable or comma-separated)"},
-			&cli.StringFlag{Name: "ca", Usage: "PEM `file` of certificates to verify an https seeder with (besides the system's)"},
+			caFlag(),
 		},
 		Action: func(c *cli.Context) error {
-			cl, err := adminclient.New(c.String("seeder"), c.String("keys"), c.String("ca"))
+			cl, err := newAdminClient(c)
 			if err != nil {
 				return err
 			}
