@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -73,37 +72,6 @@ func tpPeerPort(t *testing.T, a *Agent) string {
 	}
 	t.Fatalf("%s did not log its peer port", a.Name)
 	return ""
-}
-
-// tpCopyTree copies directory from to to (as rsync to a mirror would).
-func tpCopyTree(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
-		t.Fatalf("cp: %v: %s", err, out)
-	}
-}
-
-// tpAwaitDownloading waits until n agents report downloading version with some bytes verified.
-func tpAwaitDownloading(t *testing.T, s *Seeder, d *Deployment, version string, n int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		busy, started := 0, false
-		for _, a := range s.Status(t, d).Agents {
-			if a.State == api.StateDownloading && a.TargetVersion == version {
-				busy++
-				started = started || a.Completed > 0
-			}
-		}
-		if busy >= n && started {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%d agents did not start downloading %s within 30s", n, version)
 }
 
 // tpOnlyInstalled fails unless I/releases holds exactly the given versions (nothing else, no
@@ -267,12 +235,12 @@ func transportMirrorRun(t *testing.T, goodDir string, mirrors []string, seed byt
 	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"), args...)
 	v := WriteRelease(t, t.TempDir(), "app", 6<<20, seed)
 	s.Publish(t, d, "stable", "1.0.0", v)
-	tpCopyTree(t, filepath.Join(s.Data, "releases", "stable", "1.0.0"), filepath.Join(goodDir, "stable", "1.0.0"))
+	copyTree(t, filepath.Join(s.Data, "releases", "stable", "1.0.0"), filepath.Join(goodDir, "stable", "1.0.0"))
 	var agents []*Agent
 	for _, name := range []string{"agent1", "agent2"} {
 		agents = append(agents, StartAgent(t, d, name, "stable", []string{s.URL}, "--fallback-after", "2s"))
 	}
-	tpAwaitDownloading(t, s, d, "1.0.0", 2)
+	awaitDownloading(t, s, d, "1.0.0", 2)
 	s.Kill()
 	t.Logf("seeder killed while the agents were downloading")
 	t0 := time.Now()
