@@ -73,6 +73,12 @@ func buildRelease(t testing.TB, name string, files []testFile, webSeeds []string
 			t.Fatal(err)
 		}
 	}
+	return built(t, parent, root, files, webSeeds)
+}
+
+// built builds the release at root (under parent) and wraps it into a .torrent with webSeeds.
+func built(t testing.TB, parent, root string, files []testFile, webSeeds []string) *testRelease {
+	t.Helper()
 	layout, err := release.Build(context.Background(), root, 0)
 	if err != nil {
 		t.Fatalf("release.Build: %v", err)
@@ -105,21 +111,7 @@ func buildFileRelease(t testing.TB, name string, data []byte) *testRelease {
 	if err := os.WriteFile(root, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	layout, err := release.Build(context.Background(), root, 0)
-	if err != nil {
-		t.Fatalf("release.Build: %v", err)
-	}
-	info, ih, err := InfoBytes(layout)
-	if err != nil {
-		t.Fatalf("InfoBytes: %v", err)
-	}
-	m := layout.Manifest
-	m.Channel, m.Version, m.InfoHash = "stable", "1.0.0", ih
-	if err := m.Validate(); err != nil {
-		t.Fatalf("manifest: %v", err)
-	}
-	r := &testRelease{parent: parent, root: root, files: []testFile{{name, data}}, layout: layout, m: m, info: info}
-	return r.withWebSeeds(t, nil)
+	return built(t, parent, root, []testFile{{name, data}}, nil)
 }
 
 // withWebSeeds returns a copy of r whose .torrent lists webSeeds.
