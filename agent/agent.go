@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,6 +177,8 @@ func open(cfg Config) (a *Agent, err error) {
 		DownloadRate:      cfg.DownloadRate,
 		PersistCompletion: true,
 		Transport:         transport,
+		RestrictPeers:     true,
+		CheckPeer:         a.knownPeer,
 		Logger:            a.log,
 	})
 	if err != nil {
@@ -515,5 +518,42 @@ func (a *Agent) prune() {
 			}
 		}
 		a.db.Delete(store.State, key)
+	}
+}
+
+// knownPeer asks the seeders whether an address calling this agent belongs to an enrolled
+// agent. The first seeder that answers decides.
+func (a *Agent) knownPeer(ctx context.Context, ip netip.Addr) (bool, error) {
+	var errs []error
+	for _, s := range a.cfg.Seeders {
+		ok, err := a.askPeer(ctx, s, ip)
+		if err == nil {
+			return ok, nil
+		}
+		errs = append(errs, err)
+	}
+	return false, errors.Join(errs...)
+}
+
+func (a *Agent) askPeer(ctx context.Context, seeder string, ip netip.Addr) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, seeder+api.PathPeers+ip.String(), nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("ask %s about peer %s: %w", seeder, ip, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	switch resp.StatusCode {
+	case http.StatusNoContent:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	default:
+		return false, fmt.Errorf("ask %s about peer %s: %s", seeder, ip, api.ErrorText(resp.StatusCode, body))
 	}
 }

@@ -43,6 +43,10 @@ func TestAuth(t *testing.T) {
 		{name: "webseed", method: "GET", path: api.PathWebSeed + "stable/1.0.0/app/a.txt", agent: 200, admin: 200},
 		{name: "announce", method: "GET", path: announce, agent: 200, admin: 200},
 		{name: "torrent", method: "GET", path: api.PathTorrent + "stable/1.0.0", agent: 200, admin: 200},
+		// The announce above came from 127.0.0.1; nobody announced from 127.0.0.2.
+		{name: "known peer", method: "GET", path: api.PathPeers + "127.0.0.1", agent: 204, admin: 204},
+		{name: "unknown peer", method: "GET", path: api.PathPeers + "127.0.0.2", agent: 404, admin: 404},
+		{name: "bad peer address", method: "GET", path: api.PathPeers + "not-an-ip", agent: 400, admin: 400},
 		{name: "report", method: "POST", path: api.PathReport, body: report, agent: 204, admin: 204},
 		// An empty publish: the admin is let in and refused for the missing channel.
 		{name: "publish", method: "POST", path: api.PathPublish, agent: 401, admin: 400},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path"
 	"path/filepath"
@@ -30,6 +31,7 @@ func (s *Seeder) routes() http.Handler {
 	mux.Handle("GET "+api.PathTUF, s.agentOnly(http.HandlerFunc(s.handleTUF)))
 	mux.Handle("GET "+api.PathWebSeed, s.agentOnly(http.HandlerFunc(s.handleWebSeed)))
 	mux.Handle("GET "+api.PathAnnounce, s.agentOnly(s.tracker.Handler()))
+	mux.Handle("GET "+api.PathPeers+"{ip}", s.agentOnly(http.HandlerFunc(s.handlePeer)))
 	mux.Handle("GET "+api.PathTorrent+"{channel}/{version}", s.agentOnly(http.HandlerFunc(s.handleTorrent)))
 	mux.Handle("POST "+api.PathReport, s.agentOnly(http.HandlerFunc(s.handleReport)))
 	mux.Handle("POST "+api.PathPublish, s.adminOnly(http.HandlerFunc(s.handlePublish)))
@@ -94,6 +96,21 @@ func (s *Seeder) handleHealth(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Write([]byte("ok\n"))
+}
+
+// handlePeer tells an agent whether an address calling it belongs to the fleet: an enrolled,
+// unrevoked agent (or the origin) announced from it. Agents accept peers only on a yes.
+func (s *Seeder) handlePeer(w http.ResponseWriter, r *http.Request) {
+	ip, err := netip.ParseAddr(r.PathValue("ip"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "bad peer address %q", r.PathValue("ip"))
+		return
+	}
+	if !s.tracker.Knows(ip.Unmap()) {
+		w.WriteHeader(http.StatusNotFound)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Seeder) handleTUF(w http.ResponseWriter, r *http.Request) {

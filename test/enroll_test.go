@@ -1,10 +1,13 @@
 package test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/api"
+	"github.com/peerpatch/peerpatch/pkg/deploy"
 )
 
 // TestRevokedAgentGetsNothing: an agent enrols with the fleet token and shows in `agents list`;
@@ -111,6 +115,98 @@ func TestSeederRefusesUnknownPeers(t *testing.T) {
 	}
 	if !peerHandshake(t, "127.0.0.1", port, ih) {
 		t.Fatal("the seeder refused a peer from an announced address")
+	}
+}
+
+// TestAgentAcceptsOnlyEnrolledPeers: a seeding agent refuses BitTorrent connections from an
+// address no enrolled agent announced from (127.0.0.2), and lets an enrolled agent in (127.0.0.3)
+// once it has announced: the agent asks the seeder about the caller instead of waiting for
+// its own next announce (30 s away once it seeds).
+func TestAgentAcceptsOnlyEnrolledPeers(t *testing.T) {
+	d := Init(t)
+	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"))
+	pub := s.Publish(t, d, "stable", "1.0.0", WriteRelease(t, t.TempDir(), "app", 1<<20, 1))
+	a := StartAgent(t, d, "agent", "stable", []string{s.URL})
+	AwaitInstalled(t, 30*time.Second, "1.0.0", a)
+	started := a.JSONLines("agent started")
+	if len(started) != 1 {
+		t.Fatalf("agent logged %d start lines", len(started))
+	}
+	port := int(started[0]["peerPort"].(float64))
+	ih, err := hex.DecodeString(pub.InfoHash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if handshakeWithin(t, 7*time.Second, "127.0.0.3", port, ih) {
+		t.Fatal("the agent answered 127.0.0.3 before any enrolled agent announced from it")
+	}
+
+	cred := enrolFrom(t, s, d, "127.0.0.3", "newcomer")
+	announceFrom(t, s, "127.0.0.3", cred, ih)
+	if !handshakeWithin(t, 15*time.Second, "127.0.0.3", port, ih) {
+		t.Fatal("the agent kept refusing an enrolled agent that announced from 127.0.0.3")
+	}
+	if handshakeWithin(t, 7*time.Second, "127.0.0.2", port, ih) {
+		t.Fatal("the agent answered a stranger at 127.0.0.2")
+	}
+	if !strings.Contains(a.Output(), "refused a peer the tracker does not know") {
+		t.Fatal("the agent does not log the peers it refused")
+	}
+}
+
+// handshakeWithin calls for up to d (a refused caller redials, as BitTorrent clients do)
+// and reports whether a handshake came back.
+func handshakeWithin(t *testing.T, d time.Duration, from string, port int, ih []byte) bool {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if peerHandshake(t, from, port, ih) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientFrom is an HTTP client whose connections leave from the local address from.
+func clientFrom(from string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 10 * time.Second}
+}
+
+// enrolFrom enrols agent id with the fleet token from address from and returns its credential.
+func enrolFrom(t *testing.T, s *Seeder, d *Deployment, from, id string) string {
+	t.Helper()
+	tok, err := deploy.ReadToken(d.AgentToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(api.Enroll{ID: id, Hostname: id})
+	req, _ := http.NewRequest(http.MethodPost, s.URL+api.PathEnroll, bytes.NewReader(body))
+	req.Header.Set("Authorization", tok.Bearer())
+	resp, err := clientFrom(from).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e api.Enrolled
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("enrol %s: HTTP %d, %v", id, resp.StatusCode, err)
+	}
+	return e.Credential
+}
+
+// announceFrom announces a seeding peer at from:6881 for infohash ih with credential cred.
+func announceFrom(t *testing.T, s *Seeder, from, cred string, ih []byte) {
+	t.Helper()
+	q := url.Values{"info_hash": {string(ih)}, "peer_id": {"-PPA001-newcomer0000"}, "port": {"6881"}, "left": {"0"}, "compact": {"1"}}
+	req, _ := http.NewRequest(http.MethodGet, s.URL+api.PathAnnounce+"?"+q.Encode(), nil)
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := clientFrom(from).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("announce from %s: HTTP %d", from, resp.StatusCode)
 	}
 }
 

@@ -24,6 +24,7 @@ const (
 	PathAgents   = "/api/v1/agents"   // admin: list; POST /api/v1/agents/<id>/revoke
 	PathRotate   = "/api/v1/rotate"   // admin: install a key rotation
 	PathDelegate = "/api/v1/delegate" // admin: install a delegated targets role
+	PathPeers    = "/api/v1/peers/"   // agents: GET /api/v1/peers/<ip>: 204 if an enrolled agent announced from ip, else 404
 )
 
 // Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new

@@ -1,56 +1,158 @@
 package swarm
 
 import (
+	"context"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/anacrolix/torrent/iplist"
 )
 
-// allowlist turns the library's IP blocklist into an allowlist: a peer is accepted or dialled
-// only if its address was handed out by a tracker (every announcer is an enrolled agent or
-// the origin), or if Config.AllowPeer approves it (the seeder asks its own tracker).
-type allowlist struct {
-	allow func(netip.Addr) bool // may be nil
+// Allowlist timing.
+const (
+	// knownFor is how long an address stays allowed after a tracker handed it out or
+	// confirmed it: as long as the tracker itself lists a peer that stopped announcing.
+	knownFor = peerTTL
+	// askEvery spaces out questions about one unknown address, so a stranger that keeps
+	// calling costs one tracker request per interval.
+	askEvery = 5 * time.Second
+	// askQueue bounds the unknown addresses waiting for an answer; more are dropped and
+	// asked about on a later call.
+	askQueue = 64
+)
 
-	mu    sync.RWMutex
-	known map[netip.Addr]bool
+// allowlist turns the library's IP blocklist into an allowlist: a peer is accepted or dialled
+// only if a tracker handed its address out (every announcer is an enrolled agent or the
+// origin), or if Config.AllowPeer approves it (the seeder asks its own tracker).
+//
+// An agent that seeds learns of a newcomer only at its next announce, so the newcomer's first
+// calls would be refused for up to a minute. With Config.CheckPeer, an unknown caller is still
+// refused at once (the library asks under its lock, so the answer cannot wait), but the
+// address is asked about in the background; once the tracker confirms it, the caller's next
+// attempt (it re-announces and redials within seconds) gets in.
+type allowlist struct {
+	allow func(netip.Addr) bool                           // may be nil
+	check func(context.Context, netip.Addr) (bool, error) // may be nil
+	log   *slog.Logger
+	now   func() time.Time
+	queue chan netip.Addr
+
+	mu       sync.Mutex
+	known    map[netip.Addr]time.Time // allowed until
+	asked    map[netip.Addr]time.Time // last question about an unknown address
+	newcomer chan struct{}            // closed and replaced when the tracker confirms a caller
 }
 
 var _ iplist.Ranger = (*allowlist)(nil)
 
-func newAllowlist(allow func(netip.Addr) bool) *allowlist {
-	return &allowlist{allow: allow, known: make(map[netip.Addr]bool)}
+func newAllowlist(allow func(netip.Addr) bool, check func(context.Context, netip.Addr) (bool, error), log *slog.Logger) *allowlist {
+	return &allowlist{
+		allow:    allow,
+		check:    check,
+		log:      log,
+		now:      time.Now,
+		queue:    make(chan netip.Addr, askQueue),
+		known:    make(map[netip.Addr]time.Time),
+		asked:    make(map[netip.Addr]time.Time),
+		newcomer: make(chan struct{}),
+	}
+}
+
+// newcomers returns a channel closed when the tracker next confirms a caller this client did
+// not know (nil, never closed, without an allowlist).
+func (a *allowlist) newcomers() <-chan struct{} {
+	if a == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.newcomer
 }
 
 // learn records addresses a tracker handed out.
 func (a *allowlist) learn(ips ...net.IP) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	until := a.now().Add(knownFor)
 	for _, ip := range ips {
 		if addr, ok := netip.AddrFromSlice(ip); ok {
-			a.known[addr.Unmap()] = true
+			a.known[addr.Unmap()] = until
 		}
 	}
 }
 
-// Lookup reports an address as blocked unless it is allowed.
+// Lookup reports an address as blocked unless it is allowed. An unknown address is queued
+// for a question to the tracker.
 func (a *allowlist) Lookup(ip net.IP) (iplist.Range, bool) {
 	addr, ok := netip.AddrFromSlice(ip)
 	if ok {
 		addr = addr.Unmap()
-		if a.allow != nil && a.allow(addr) {
-			return iplist.Range{}, false
-		}
-		a.mu.RLock()
-		known := a.known[addr]
-		a.mu.RUnlock()
-		if known {
+		if a.allowed(addr) {
 			return iplist.Range{}, false
 		}
 	}
 	return iplist.Range{First: ip, Last: ip, Description: "not a peer the tracker knows"}, true
+}
+
+func (a *allowlist) allowed(addr netip.Addr) bool {
+	if a.allow != nil && a.allow(addr) {
+		return true
+	}
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if until, ok := a.known[addr]; ok {
+		if now.Before(until) {
+			return true
+		}
+		delete(a.known, addr)
+	}
+	if a.check == nil || now.Sub(a.asked[addr]) < askEvery {
+		return false
+	}
+	select {
+	case a.queue <- addr:
+		a.asked[addr] = now
+	default: // the queue is full: ask on a later call
+	}
+	return false
+}
+
+// run answers queued questions until ctx ends.
+func (a *allowlist) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case addr := <-a.queue:
+			ok, err := a.check(ctx, addr)
+			a.mu.Lock()
+			switch {
+			case err != nil:
+				if ctx.Err() == nil {
+					a.log.Debug("could not ask the tracker about a peer", "addr", addr, "err", err)
+				}
+			case ok:
+				a.known[addr] = a.now().Add(knownFor)
+				delete(a.asked, addr)
+				close(a.newcomer)
+				a.newcomer = make(chan struct{})
+			}
+			// Forget questions long past, so the map stays the size of recent callers.
+			for k, t := range a.asked {
+				if a.now().Sub(t) > knownFor {
+					delete(a.asked, k)
+				}
+			}
+			a.mu.Unlock()
+			if err == nil && !ok {
+				a.log.Info("refused a peer the tracker does not know", "addr", addr)
+			}
+		}
+	}
 }
 
 // NumRanges is not meaningful for an allowlist.

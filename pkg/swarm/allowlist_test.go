@@ -1,10 +1,14 @@
 package swarm
 
 import (
+	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -19,11 +23,15 @@ func TestAllowlist(t *testing.T) {
 		name     string
 		cfg      Config
 		learn    bool // the tracker handed out the stranger's address
+		redial   bool // call again for a few seconds before concluding
 		accepted bool
 	}{
 		{name: "unknown address refused", cfg: Config{RestrictPeers: true}, accepted: false},
 		{name: "address from the tracker accepted", cfg: Config{RestrictPeers: true}, learn: true, accepted: true},
 		{name: "approved by AllowPeer", cfg: Config{RestrictPeers: true, AllowPeer: func(a netip.Addr) bool { return a == stranger }}, accepted: true},
+		// The first call is refused while the tracker is asked; a redial gets in.
+		{name: "confirmed by CheckPeer", cfg: Config{RestrictPeers: true, CheckPeer: answer(true)}, redial: true, accepted: true},
+		{name: "denied by CheckPeer", cfg: Config{RestrictPeers: true, CheckPeer: answer(false)}, redial: true, accepted: false},
 		{name: "open swarm", accepted: true},
 	}
 	for _, tt := range tests {
@@ -36,11 +44,21 @@ func TestAllowlist(t *testing.T) {
 			if tt.learn {
 				c.peers.learn(stranger.AsSlice())
 			}
-			if got := handshakes(t, stranger, c.Port(), ih); got != tt.accepted {
+			got := handshakes(t, stranger, c.Port(), ih)
+			for deadline := time.Now().Add(3 * time.Second); tt.redial && !got && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Millisecond)
+				got = handshakes(t, stranger, c.Port(), ih)
+			}
+			if got != tt.accepted {
 				t.Fatalf("handshake answered = %v, want %v", got, tt.accepted)
 			}
 		})
 	}
+}
+
+// answer is a CheckPeer that gives the same answer about every address.
+func answer(known bool) func(context.Context, netip.Addr) (bool, error) {
+	return func(context.Context, netip.Addr) (bool, error) { return known, nil }
 }
 
 // handshakes dials the client from addr, sends a BitTorrent handshake for ih and reports
@@ -63,4 +81,177 @@ func handshakes(t *testing.T, from netip.Addr, port int, ih [20]byte) bool {
 	reply := make([]byte, 68)
 	_, err = io.ReadFull(conn, reply)
 	return err == nil && string(reply[1:20]) == "BitTorrent protocol"
+}
+
+// fakeTracker answers the allowlist's questions and counts them.
+type fakeTracker struct {
+	mu    sync.Mutex
+	known map[netip.Addr]bool
+	err   error
+	asked int
+}
+
+func (f *fakeTracker) check(_ context.Context, ip netip.Addr) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked++
+	return f.known[ip], f.err
+}
+
+func (f *fakeTracker) questions() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.asked
+}
+
+func blocked(a *allowlist, ip string) bool {
+	_, b := a.Lookup(net.ParseIP(ip))
+	return b
+}
+
+// drain answers every queued question, as the background worker does.
+func drain(t *testing.T, a *allowlist) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.run(ctx); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(a.queue) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond) // let the last answer land
+	cancel()
+	<-done
+}
+
+// TestAllowlistQuestions: how the allowlist learns, forgets and asks about addresses, on a
+// settable clock.
+func TestAllowlistQuestions(t *testing.T) {
+	stranger, member := "127.0.0.2", "127.0.0.3"
+	tests := []struct {
+		name string
+		run  func(t *testing.T, a *allowlist, clock *fakeClock, tr *fakeTracker)
+	}{
+		{"a stranger is refused and asked about once per interval", func(t *testing.T, a *allowlist, clock *fakeClock, tr *fakeTracker) {
+			for range 3 {
+				if !blocked(a, stranger) {
+					t.Fatal("stranger allowed")
+				}
+			}
+			newcomer := a.newcomers()
+			drain(t, a)
+			if !blocked(a, stranger) {
+				t.Fatal("stranger allowed after the tracker said no")
+			}
+			select {
+			case <-newcomer:
+				t.Fatal("a refused stranger woke the announce loops")
+			default:
+			}
+			drain(t, a)
+			if n := tr.questions(); n != 1 {
+				t.Fatalf("asked %d times within %v, want 1", n, askEvery)
+			}
+			clock.advance(askEvery)
+			blocked(a, stranger)
+			drain(t, a)
+			if n := tr.questions(); n != 2 {
+				t.Fatalf("asked %d times after %v, want 2", n, askEvery)
+			}
+		}},
+		{"a member is refused until the tracker confirms it, then allowed", func(t *testing.T, a *allowlist, clock *fakeClock, tr *fakeTracker) {
+			newcomer := a.newcomers()
+			if !blocked(a, member) {
+				t.Fatal("member allowed before the tracker confirmed it")
+			}
+			drain(t, a)
+			if blocked(a, member) {
+				t.Fatal("member refused after the tracker confirmed it")
+			}
+			select {
+			case <-newcomer: // announce loops wake to learn the newcomer's port
+			default:
+				t.Fatal("a confirmed newcomer did not wake the announce loops")
+			}
+			clock.advance(knownFor)
+			tr.known = nil
+			if !blocked(a, member) {
+				t.Fatalf("member still allowed %v after the confirmation", knownFor)
+			}
+		}},
+		{"an address a tracker handed out is allowed until it expires", func(t *testing.T, a *allowlist, clock *fakeClock, tr *fakeTracker) {
+			a.learn(net.ParseIP(stranger))
+			if blocked(a, stranger) {
+				t.Fatal("learnt address refused")
+			}
+			if blocked(a, "::ffff:"+stranger) {
+				t.Fatal("learnt address refused in its IPv4-mapped form")
+			}
+			clock.advance(knownFor - time.Second)
+			a.learn(net.ParseIP(stranger)) // a later announce renews it
+			clock.advance(time.Minute)
+			if blocked(a, stranger) {
+				t.Fatal("renewed address refused")
+			}
+			clock.advance(knownFor)
+			if !blocked(a, stranger) {
+				t.Fatal("address allowed after it expired")
+			}
+			if tr.questions() != 0 {
+				t.Fatal("asked the tracker about an address it handed out")
+			}
+		}},
+		{"an unreachable tracker keeps refusing and asks again later", func(t *testing.T, a *allowlist, clock *fakeClock, tr *fakeTracker) {
+			tr.err = errors.New("connection refused")
+			blocked(a, member)
+			drain(t, a)
+			if !blocked(a, member) {
+				t.Fatal("allowed on a tracker error")
+			}
+			clock.advance(askEvery)
+			tr.err = nil
+			blocked(a, member)
+			drain(t, a)
+			if blocked(a, member) {
+				t.Fatal("refused after the tracker came back and confirmed")
+			}
+		}},
+		{"a full queue drops questions instead of blocking", func(t *testing.T, a *allowlist, clock *fakeClock, tr *fakeTracker) {
+			for i := range askQueue + 10 {
+				blocked(a, netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}).String())
+			}
+			if len(a.queue) != askQueue {
+				t.Fatalf("queue holds %d, want %d", len(a.queue), askQueue)
+			}
+			drain(t, a)
+			if n := tr.questions(); n != askQueue {
+				t.Fatalf("asked %d questions, want %d", n, askQueue)
+			}
+			clock.advance(askEvery) // the dropped ones are asked about on a later call
+			blocked(a, netip.AddrFrom4([4]byte{10, 0, 0, askQueue + 5}).String())
+			drain(t, a)
+			if n := tr.questions(); n != askQueue+1 {
+				t.Fatalf("asked %d questions, want %d", n, askQueue+1)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeClock{t: time.Unix(1e9, 0)}
+			tr := &fakeTracker{known: map[netip.Addr]bool{netip.MustParseAddr(member): true}}
+			a := newAllowlist(nil, tr.check, slog.New(slog.DiscardHandler))
+			a.now = clock.now
+			tc.run(t, a, clock, tr)
+		})
+	}
+}
+
+func TestAllowlistAllowFunc(t *testing.T) {
+	a := newAllowlist(func(ip netip.Addr) bool { return ip == netip.MustParseAddr("127.0.0.9") }, nil, slog.New(slog.DiscardHandler))
+	if blocked(a, "127.0.0.9") {
+		t.Fatal("address AllowPeer approves was refused")
+	}
+	if !blocked(a, "127.0.0.8") || len(a.queue) != 0 {
+		t.Fatal("an address AllowPeer refuses was allowed or asked about without CheckPeer")
+	}
 }

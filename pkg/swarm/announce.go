@@ -53,18 +53,29 @@ func (t *Torrent) announceLoop(ctx context.Context) {
 				interval = announceBusy
 			}
 		}
-		select {
-		case <-ctx.Done():
-			stop, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			for _, u := range t.trackers {
-				t.announce(stop, u, tracker.Stopped)
-			}
-			cancel()
-			return
-		case <-time.After(interval):
-		case <-changed:
-			if !complete {
-				event = tracker.Completed
+		last := time.Now()
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				stop, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				for _, u := range t.trackers {
+					t.announce(stop, u, tracker.Stopped)
+				}
+				cancel()
+				return
+			case <-time.After(interval):
+				break wait
+			case <-changed:
+				if !complete {
+					event = tracker.Completed
+				}
+				break wait
+			case <-t.c.peers.newcomers():
+				// The tracker just confirmed a caller this client did not know: announce
+				// soon to learn its port and dial it too, but no more often than a
+				// downloading client does.
+				interval = max(0, announceBusy-time.Since(last))
 			}
 		}
 	}

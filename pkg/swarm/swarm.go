@@ -64,13 +64,16 @@ type Config struct {
 	// roots. Nil is http.DefaultTransport.
 	Transport http.RoundTripper
 	// RestrictPeers makes the client accept and dial only peers whose address a tracker
-	// handed out or AllowPeer approves: only enrolled agents announce, so only they get in.
-	// (A seeding agent learns a newcomer's address at its next announce; until agents
-	// re-announce on an unknown caller, they run open and only the seeder restricts.)
+	// handed out, AllowPeer approves or CheckPeer confirms: only enrolled agents announce,
+	// so only they get in.
 	RestrictPeers bool
 	// AllowPeer approves peer addresses besides those the trackers handed out: the seeder
 	// approves what its own tracker knows.
 	AllowPeer func(netip.Addr) bool
+	// CheckPeer asks a tracker whether an unknown caller's address belongs to the fleet. It
+	// runs in the background (see allowlist); agents set it, so a newcomer gets in within
+	// seconds rather than at the agent's next announce.
+	CheckPeer func(context.Context, netip.Addr) (bool, error)
 	// Logger receives the client's logs.
 	Logger *slog.Logger
 }
@@ -176,7 +179,7 @@ func New(cfg Config) (*Client, error) {
 		tc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), burst(cfg.DownloadRate))
 	}
 	if cfg.RestrictPeers {
-		c.peers = newAllowlist(cfg.AllowPeer)
+		c.peers = newAllowlist(cfg.AllowPeer, cfg.CheckPeer, cfg.Logger)
 		tc.IPBlocklist = c.peers
 	}
 	tc.Callbacks.CompletedHandshake = c.onHandshake
@@ -190,6 +193,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.cl = cl
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if c.peers != nil && cfg.CheckPeer != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.peers.run(c.ctx)
+		}()
+	}
 	return c, nil
 }
 

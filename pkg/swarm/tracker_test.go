@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,11 +15,23 @@ import (
 	"github.com/anacrolix/torrent/tracker/udp"
 )
 
-// fakeClock is a settable clock for the tracker's peer expiry.
-type fakeClock struct{ t time.Time }
+// fakeClock is a settable clock for the tracker's peer expiry and the allowlist's timing.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
 
-func (c *fakeClock) now() time.Time          { return c.t }
-func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
