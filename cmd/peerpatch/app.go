@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -52,7 +53,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Commands: []*cli.Command{
-			initCommand(), seederCommand(), publishCommand(), agentCommand(), statusCommand(), agentsCommand(), keysCommand(), delegateCommand(), demoCommand(),
+			initCommand(), withConfig(seederCommand()), publishCommand(), withConfig(agentCommand()), statusCommand(), agentsCommand(), keysCommand(), delegateCommand(), demoCommand(),
 		},
 	}
 }
@@ -75,13 +76,24 @@ func logger(c *cli.Context) (*slog.Logger, error) {
 
 // rate parses a byte rate flag such as "20MiB" or "0" (unlimited).
 func rate(c *cli.Context, name string) (int64, error) {
-	s := c.String(name)
+	n, err := parseRate(c.String(name))
+	if err != nil {
+		return 0, fmt.Errorf("--%s %q: %w", name, c.String(name), err)
+	}
+	return n, nil
+}
+
+// parseRate parses bytes per second such as "20MiB"; "" and "0" are unlimited (0).
+func parseRate(s string) (int64, error) {
 	if s == "" || s == "0" {
 		return 0, nil
 	}
 	n, err := humanize.ParseBytes(s)
 	if err != nil {
-		return 0, fmt.Errorf("--%s %q: want bytes per second such as 8MiB: %w", name, s, err)
+		return 0, fmt.Errorf("want bytes per second such as 8MiB: %w", err)
+	}
+	if n > math.MaxInt64 {
+		return 0, fmt.Errorf("want bytes per second such as 8MiB: %s is too large", s)
 	}
 	return int64(n), nil
 }
