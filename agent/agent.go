@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -419,6 +420,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	err = t.Download(ctx, swarm.DownloadOptions{
 		FallbackAfter: a.cfg.FallbackAfter,
 		StallTimeout:  a.cfg.StallTimeout,
+		Share:         a.shareFunc(m),
 		Progress: func(s swarm.Stats) {
 			log.Debug("progress", "completed", s.Completed, "total", s.Total, "fromPeers", s.FromPeers, "fromOrigin", s.FromOrigin, "peers", s.Peers)
 			if time.Since(lastReport) >= 2*time.Second {
@@ -556,4 +558,50 @@ func (a *Agent) askPeer(ctx context.Context, seeder string, ip netip.Addr) (bool
 	default:
 		return false, fmt.Errorf("ask %s about peer %s: %s", seeder, ip, api.ErrorText(resp.StatusCode, body))
 	}
+}
+
+// shareFunc pulls pieces of release m from the origin's scheduler (see swarm.ShareFunc), from
+// the first seeder that answers.
+func (a *Agent) shareFunc(m *release.Manifest) swarm.ShareFunc {
+	return func(ctx context.Context, want []int) (int, []byte, error) {
+		body, _ := json.Marshal(api.ShareRequest{Want: want})
+		var errs []error
+		for _, s := range a.cfg.Seeders {
+			i, data, err := a.share(ctx, s+api.PathShare+m.Channel+"/"+m.Version, body, m.PieceLength)
+			if err == nil || errors.Is(err, swarm.ErrNoShare) {
+				return i, data, err
+			}
+			errs = append(errs, err)
+		}
+		return 0, nil, errors.Join(errs...)
+	}
+}
+
+func (a *Agent) share(ctx context.Context, url string, body []byte, pieceLength int64) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, pieceLength+1))
+	switch {
+	case err != nil:
+		return 0, nil, fmt.Errorf("POST %s: %w", url, err)
+	case resp.StatusCode == http.StatusNoContent, resp.StatusCode == http.StatusNotFound:
+		return 0, nil, swarm.ErrNoShare
+	case resp.StatusCode != http.StatusOK:
+		return 0, nil, fmt.Errorf("POST %s: %s", url, api.ErrorText(resp.StatusCode, b))
+	case int64(len(b)) > pieceLength:
+		return 0, nil, fmt.Errorf("POST %s: answer over the piece length %d", url, pieceLength)
+	}
+	i, err := strconv.Atoi(resp.Header.Get(api.HeaderPiece))
+	if err != nil {
+		return 0, nil, fmt.Errorf("POST %s: bad %s header: %w", url, api.HeaderPiece, err)
+	}
+	return i, b, nil
 }

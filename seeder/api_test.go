@@ -44,6 +44,7 @@ func TestAuth(t *testing.T) {
 		{name: "announce", method: "GET", path: announce, agent: 200, admin: 200},
 		{name: "torrent", method: "GET", path: api.PathTorrent + "stable/1.0.0", agent: 200, admin: 200},
 		// The announce above came from 127.0.0.1; nobody announced from 127.0.0.2.
+		{name: "share", method: "POST", path: api.PathShare + "stable/1.0.0", body: `{"want":[0]}`, agent: 200, admin: 200},
 		{name: "known peer", method: "GET", path: api.PathPeers + "127.0.0.1", agent: 204, admin: 204},
 		{name: "unknown peer", method: "GET", path: api.PathPeers + "127.0.0.2", agent: 404, admin: 404},
 		{name: "bad peer address", method: "GET", path: api.PathPeers + "not-an-ip", agent: 400, admin: 400},

@@ -31,9 +31,11 @@ type Config struct {
 	// UploadRate (--upload-rate) caps what the origin sends, to peers and as a web seed
 	// together, in bytes per second; 0 is unlimited.
 	UploadRate int64
-	// MaxPeersPerRelease (--max-peers) caps the origin's connections per release (default 2):
-	// fewer connections make agents fetch from each other, so the origin sends each byte about
-	// once.
+	// MaxPeersPerRelease (--max-peers) lets the origin also seed each release over BitTorrent,
+	// to that many agents at once. The default, 0, keeps it out of the swarm: it hands out
+	// pieces only through its scheduler (POST /api/v1/share), each about once, and agents
+	// swap the rest. BitTorrent seeding sends some pieces twice (measured: 1.3-1.5 × the
+	// release with 2 connections).
 	MaxPeersPerRelease int
 	// Logger receives the seeder's logs.
 	Logger *slog.Logger
@@ -79,8 +81,8 @@ func (c *Config) validate() error {
 	if c.UploadRate < 0 {
 		return fmt.Errorf("--upload-rate must not be negative")
 	}
-	if c.MaxPeersPerRelease <= 0 {
-		c.MaxPeersPerRelease = 2
+	if c.MaxPeersPerRelease < 0 {
+		return fmt.Errorf("--max-peers must not be negative")
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

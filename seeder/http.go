@@ -31,6 +31,7 @@ func (s *Seeder) routes() http.Handler {
 	mux.Handle("GET "+api.PathTUF, s.agentOnly(http.HandlerFunc(s.handleTUF)))
 	mux.Handle("GET "+api.PathWebSeed, s.agentOnly(http.HandlerFunc(s.handleWebSeed)))
 	mux.Handle("GET "+api.PathAnnounce, s.agentOnly(s.tracker.Handler()))
+	mux.Handle("POST "+api.PathShare+"{channel}/{version}", s.agentOnly(http.HandlerFunc(s.handleShare)))
 	mux.Handle("GET "+api.PathPeers+"{ip}", s.agentOnly(http.HandlerFunc(s.handlePeer)))
 	mux.Handle("GET "+api.PathTorrent+"{channel}/{version}", s.agentOnly(http.HandlerFunc(s.handleTorrent)))
 	mux.Handle("POST "+api.PathReport, s.agentOnly(http.HandlerFunc(s.handleReport)))
@@ -174,7 +175,7 @@ func (s *Seeder) handleWebSeed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "stat")
 		return
 	}
-	cw := &countingWriter{ResponseWriter: w, limiter: s.swarm.UploadLimiter(), ctx: r.Context(), n: &l.webSeedBytes}
+	cw := &countingWriter{ResponseWriter: w, limiter: s.swarm.UploadLimiter(), ctx: r.Context(), n: &l.httpBytes}
 	http.ServeContent(cw, r, fi.Name(), fi.ModTime(), f)
 }
 

@@ -54,9 +54,10 @@ func releaseKey(channel, version string) string { return channel + "/" + version
 
 // live is a release being seeded.
 type live struct {
-	rec          record
-	torrent      *swarm.Torrent
-	webSeedBytes atomic.Int64
+	rec       record
+	torrent   *swarm.Torrent
+	httpBytes atomic.Int64 // sent over HTTP: web seed and shares
+	shares    shares
 }
 
 // Seeder is a running seeder.
@@ -146,6 +147,7 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 		Origin:             true,
 		UploadRate:         cfg.UploadRate,
 		MaxConnsPerTorrent: cfg.MaxPeersPerRelease,
+		NoPeers:            cfg.MaxPeersPerRelease == 0,
 		Transport:          api.NewAuth(string(s.admin), cfg.PublicURL).Transport(base),
 		RestrictPeers:      true,
 		AllowPeer:          s.tracker.Knows, // only enrolled agents announce
@@ -308,7 +310,7 @@ func (s *Seeder) releases() []api.Release {
 		peers, seeders := s.tracker.Peers(ih)
 		out = append(out, api.Release{
 			Channel: m.Channel, Version: m.Version, InfoHash: m.InfoHash, Length: m.Length(),
-			PublishedAt: l.rec.PublishedAt, OriginBytes: st.Uploaded + l.webSeedBytes.Load(),
+			PublishedAt: l.rec.PublishedAt, OriginBytes: st.Uploaded + l.httpBytes.Load(),
 			Peers: peers, Seeders: seeders,
 		})
 	}

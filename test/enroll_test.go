@@ -33,13 +33,13 @@ func TestRevokedAgentGetsNothing(t *testing.T) {
 		t.Fatalf("agents list = %+v, want one enrolled agent", agents)
 	}
 	id := agents[0].ID
-	awaitPeers(t, s, d, "1.0.0", 2) // the seeder and agent A
+	awaitPeers(t, s, d, "1.0.0", 1) // agent A (the origin hands out shares; it is no peer)
 
 	MustRun(t, "agents", "revoke", "--seeder", s.URL, "--keys", d.Dir, id)
 	if agents := listAgents(t, s, d); !agents[0].Revoked {
 		t.Fatalf("agents list after revoke = %+v, want revoked", agents)
 	}
-	awaitPeers(t, s, d, "1.0.0", 1) // A left the tracker and cannot come back
+	awaitPeers(t, s, d, "1.0.0", 0) // A left the tracker and cannot come back
 
 	v2 := WriteRelease(t, t.TempDir(), "app", 1<<20, 2)
 	s.Publish(t, d, "stable", "2.0.0", v2)
@@ -97,7 +97,7 @@ func awaitPeers(t *testing.T, s *Seeder, d *Deployment, version string, n int) {
 // gets no handshake; the same handshake from an announced address (127.0.0.1) gets one.
 func TestSeederRefusesUnknownPeers(t *testing.T) {
 	d := Init(t)
-	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"))
+	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"), "--max-peers", "2") // seeds over BitTorrent too
 	pub := s.Publish(t, d, "stable", "1.0.0", WriteRelease(t, t.TempDir(), "app", 1<<20, 1))
 	a := StartAgent(t, d, "agent", "stable", []string{s.URL})
 	AwaitInstalled(t, 30*time.Second, "1.0.0", a) // 127.0.0.1 has announced

@@ -127,11 +127,14 @@ func (c tpCountingWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// goodMirror serves dir as a web-seed mirror.
-func goodMirror(t *testing.T, dir string) (*httptest.Server, *mirrorLog) {
+// goodMirror serves dir as a web-seed mirror. If open is set, each request waits (at most 5 s) until open says yes.
+func goodMirror(t *testing.T, dir string, open func() bool) (*httptest.Server, *mirrorLog) {
 	log := &mirrorLog{}
 	files := http.FileServer(http.Dir(dir))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for deadline := time.Now().Add(5 * time.Second); open != nil && !open() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
 		log.saw(r)
 		files.ServeHTTP(tpCountingWriter{w, &log.bytes}, r)
 	}))
@@ -267,7 +270,9 @@ func TestTransportBadMirror(t *testing.T) {
 		badFiles.ServeHTTP(flippingWriter{w, &badLog.bytes}, r)
 	}))
 	t.Cleanup(bad.Close)
-	good, goodLog := goodMirror(t, goodDir)
+	// Which mirror the swarm library asks is its choice: the good one holds its answers until
+	// the bad one has served something, so both are exercised.
+	good, goodLog := goodMirror(t, goodDir, func() bool { return badLog.bytes.Load() > 0 })
 
 	agents, _ := transportMirrorRun(t, goodDir, []string{bad.URL, good.URL}, 51)
 	t.Logf("bad mirror: %d requests, %d bytes; good mirror: %d requests, %d bytes",
@@ -344,7 +349,7 @@ func TestTransportEndlessMirror(t *testing.T) {
 	// Close the listeners when done but do not wait for handlers: a handler still writing would
 	// be a finding reported below, not a reason to hang the test.
 	t.Cleanup(func() { s206.CloseClientConnections(); s200.CloseClientConnections() })
-	good, goodLog := goodMirror(t, goodDir)
+	good, goodLog := goodMirror(t, goodDir, nil)
 
 	agents, _ := transportMirrorRun(t, goodDir, []string{s206.URL, s200.URL, good.URL}, 61)
 	for _, a := range agents {
@@ -448,7 +453,8 @@ func (p *takeover) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.hit("announce")
 		w.Write([]byte("d8:intervali60e5:peers0:e"))
 		return
-	case mode == "bad-webseed" && strings.HasPrefix(path, api.PathWebSeed):
+	case mode == "bad-webseed" && (strings.HasPrefix(path, api.PathWebSeed) || strings.HasPrefix(path, api.PathShare)):
+		// Every byte of the release the "seeder" serves over HTTP, web seed and shares, is flipped.
 		transform = func(b []byte) []byte { p.hit(mode); return flipAll(b) }
 	}
 	req, err := http.NewRequestWithContext(r.Context(), r.Method, base+r.URL.RequestURI(), r.Body)
@@ -526,7 +532,7 @@ func tamperTargets(b []byte, strip bool) []byte {
 
 // TestTransportSeederTakeover: an attacker owns the HTTP endpoint the agent knows as its seeder.
 // Serving another deployment's metadata, tampered or unsigned targets metadata, a swapped piece
-// hash list, or flipped web-seed bytes (with a tracker that names no peers) each makes the agent
+// hash list, or flipped web-seed and share bytes (with a tracker that names no peers) each makes the agent
 // refuse; it keeps its installed release and never installs what the attacker invented. Through
 // an honest pass-through the same agent then installs the real release.
 func TestTransportSeederTakeover(t *testing.T) {
@@ -610,7 +616,7 @@ func TestTransportSeederTakeover(t *testing.T) {
 	if p.count("swap-pieces") == 0 {
 		t.Fatal("the proxy never swapped the piece hash list")
 	}
-	refused("flipped web-seed bytes and an empty tracker", "bad-webseed", "SHA-256")
+	refused("flipped web-seed and share bytes and an empty tracker", "bad-webseed", "SHA-256")
 	if p.count("bad-webseed") == 0 {
 		t.Fatal("the agent never fetched from the attacker's web seed")
 	}

@@ -139,7 +139,7 @@ func seederCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-cert", Usage: "PEM certificate `file`: serve https (with --tls-key)"},
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key `file` of --tls-cert"},
 			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "cap on what the origin sends, e.g. 50MiB (per second; 0 = unlimited)"},
-			&cli.IntFlag{Name: "max-peers", Value: 2, Usage: "origin connections per release; fewer make agents share more"},
+			&cli.IntFlag{Name: "max-peers", Value: 0, Usage: "also seed each release over BitTorrent to `N` agents at once (0: only hand out pieces through the scheduler, each about once)"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)

@@ -25,6 +25,7 @@ const (
 	PathRotate   = "/api/v1/rotate"   // admin: install a key rotation
 	PathDelegate = "/api/v1/delegate" // admin: install a delegated targets role
 	PathPeers    = "/api/v1/peers/"   // agents: GET /api/v1/peers/<ip>: 204 if an enrolled agent announced from ip, else 404
+	PathShare    = "/api/v1/share/"   // agents: POST /api/v1/share/<channel>/<version>: one piece of the origin's (ShareRequest)
 )
 
 // Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new
@@ -145,4 +146,14 @@ type DelegateRequest struct {
 // RotateResult answers an accepted rotation.
 type RotateResult struct {
 	RootVersion int64 `json:"root_version"`
+}
+
+// HeaderPiece names the piece index of a share answer's body.
+const HeaderPiece = "Peerpatch-Piece"
+
+// ShareRequest is the body of POST PathShare. Without Want, the origin hands out the next piece
+// it has given nobody (204 when there is none left); with Want, one of those pieces, the one it
+// has handed out least. The answer's body is the piece, its index in HeaderPiece.
+type ShareRequest struct {
+	Want []int `json:"want,omitempty"`
 }

@@ -105,6 +105,14 @@ func numPieces(total, pieceLength int64) int {
 	return int(n)
 }
 
+// PieceSize returns the length of piece i (the last one may be short), 0 if i is out of range.
+func (m *Manifest) PieceSize(i int) int64 {
+	if i < 0 || i >= m.NumPieces() {
+		return 0
+	}
+	return min(m.PieceLength, m.Length()-int64(i)*m.PieceLength)
+}
+
 // FilesOfPiece returns the paths of the files overlapping piece i, for error
 // messages. It returns nil if i is out of range.
 func (m *Manifest) FilesOfPiece(i int) []string {

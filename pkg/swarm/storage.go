@@ -27,7 +27,15 @@ type verifyingStorage struct {
 	torrents map[metainfo.Hash]*entry
 }
 
-func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, log *slog.Logger) *verifyingStorage {
+// newVerifyingStorage stores torrents under baseDir.
+//
+// Part files (data kept under a temporary name until its file is complete) serve the seeder:
+// with them, a file under its final name with the right size counts as complete without a
+// hash pass at start. A downloading client writes pieces from the origin's shares beside the
+// library's own writes, and part files then race: a piece written as the library renames a
+// completed part file lands in a new, lost one. So a client that persists completion (an
+// agent: its completion database, not file names, says what is verified) writes in place.
+func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, partFiles bool, log *slog.Logger) *verifyingStorage {
 	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry)}
 	s.inner = storage.NewFileOpts(storage.NewFileClientOpts{
 		ClientBaseDir: baseDir,
@@ -39,7 +47,7 @@ func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, log
 			return baseDir
 		},
 		PieceCompletion: completion,
-		UsePartFiles:    g.Some(true),
+		UsePartFiles:    g.Some(partFiles),
 		DisableMmap:     true,
 		Logger:          log.With("component", "storage"),
 	})

@@ -55,6 +55,10 @@ type Config struct {
 	UploadRate, DownloadRate int64
 	// MaxConnsPerTorrent caps established peer connections per torrent (default 50).
 	MaxConnsPerTorrent int
+	// NoPeers keeps the client out of the swarm: it neither accepts, dials nor uploads to
+	// peers, and does not announce. The origin serving shares keeps its torrents only to read
+	// pieces.
+	NoPeers bool
 	// PersistCompletion keeps piece completion in DataDir/pieces.db (bbolt), so a restarted
 	// client resumes without fetching verified pieces again. Without it, completion is taken
 	// from complete files on disk (the seeder's case: it holds only complete releases).
@@ -107,8 +111,9 @@ type Client struct {
 	torrents map[[20]byte]*Torrent
 	origins  map[*torrent.Peer]bool // connections to the origin, for byte accounting
 
-	upload *rate.Limiter // nil when unlimited
-	peers  *allowlist    // nil unless RestrictPeers
+	upload   *rate.Limiter // nil when unlimited
+	download *rate.Limiter // nil when unlimited; also paces origin shares
+	peers    *allowlist    // nil unless RestrictPeers
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -139,7 +144,7 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		storage:  newVerifyingStorage(cfg.DataDir, completion, cfg.Logger),
+		storage:  newVerifyingStorage(cfg.DataDir, completion, !cfg.PersistCompletion, cfg.Logger),
 		torrents: make(map[[20]byte]*Torrent),
 		origins:  make(map[*torrent.Peer]bool),
 		http:     &http.Client{Transport: cfg.Transport},
@@ -169,6 +174,11 @@ func New(cfg Config) (*Client, error) {
 	tc.DisableTrackers = true // Peerpatch announces itself; see announce.go.
 	tc.MaxUnverifiedBytes = 0 // the default limit starves uploads among agents early on
 	tc.EstablishedConnsPerTorrent = cfg.MaxConnsPerTorrent
+	if cfg.NoPeers {
+		tc.NoUpload = true
+		tc.AcceptPeerConnections = false
+		tc.DialForPeerConns = false
+	}
 	tc.WebTransport = cfg.Transport
 	tc.Slogger = slog.New(atMostWarn{cfg.Logger.Handler()}).With("component", "bittorrent")
 	if cfg.UploadRate > 0 {
@@ -176,7 +186,8 @@ func New(cfg Config) (*Client, error) {
 		tc.UploadRateLimiter = c.upload
 	}
 	if cfg.DownloadRate > 0 {
-		tc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), burst(cfg.DownloadRate))
+		c.download = rate.NewLimiter(rate.Limit(cfg.DownloadRate), burst(cfg.DownloadRate))
+		tc.DownloadRateLimiter = c.download
 	}
 	if cfg.RestrictPeers {
 		c.peers = newAllowlist(cfg.AllowPeer, cfg.CheckPeer, cfg.Logger)

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -66,6 +67,7 @@ type Torrent struct {
 	m        *release.Manifest
 	webSeeds []string
 	trackers []string
+	pieces   []verify.Digest // signed SHA-256 of each piece
 
 	fromOrigin, fromPeers atomic.Int64
 	badPieces             atomic.Int64
@@ -97,7 +99,7 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("add torrent %s: %w", spec.Manifest.InfoHash, err)
 	}
-	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers,
+	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers, pieces: spec.Pieces,
 		done: make(chan struct{}), wrote: make(chan struct{}, 1)}
 	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed}
 	e.checking.Store(true)
@@ -133,7 +135,9 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	go func() {
 		defer c.wg.Done()
 		defer close(t.done)
-		t.announceLoop(t.ctx)
+		if !c.cfg.NoPeers {
+			t.announceLoop(t.ctx)
+		}
 	}()
 	return t, nil
 }
@@ -252,6 +256,9 @@ type DownloadOptions struct {
 	StallTimeout time.Duration
 	// Progress, if set, is called about once a second.
 	Progress func(Stats)
+	// Share, if set, pulls pieces from the origin's scheduler (see ShareFunc): the agent's
+	// disjoint share first, then, after rescueAfter without progress, pieces it lacks.
+	Share ShareFunc
 }
 
 // Download fetches every piece, each verified against its signed SHA-256, and returns once the
@@ -273,6 +280,14 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	}
 	t.t.AllowDataDownload() // after a write failure, try again
 	t.t.DownloadAll()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var sharing chan struct{} // closed when the origin has handed out every piece
+	rescuing := make(chan struct{}, 1)
+	if opts.Share != nil {
+		sharing = make(chan struct{})
+		go t.shares(ctx, opts.Share, sharing)
+	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last, lastProgress := t.verified(), time.Now()
@@ -302,6 +317,19 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			last, lastProgress = done, now
 		}
 		idle := now.Sub(lastProgress)
+		if sharing != nil && idle >= rescueAfter && closed(sharing) {
+			select {
+			case rescuing <- struct{}{}:
+				// The pieces left may have gone with an agent that held them alone.
+				go func() {
+					defer func() { <-rescuing }()
+					if err := t.pullShare(ctx, opts.Share, t.missing()); err != nil && !errors.Is(err, ErrNoShare) && ctx.Err() == nil {
+						t.c.log.Debug("origin rescue failed", "infohash", t.m.InfoHash, "err", err)
+					}
+				}()
+			default: // one rescue at a time
+			}
+		}
 		if idle >= opts.FallbackAfter && len(t.webSeeds) > 0 && !t.webSeedsOn.Swap(true) {
 			t.c.log.Info("no progress from peers, using web seeds", "infohash", t.m.InfoHash, "idle", idle.Round(time.Second), "webSeeds", len(t.webSeeds))
 			t.t.AddWebSeeds(t.webSeeds)
@@ -316,6 +344,16 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			t.mu.Unlock()
 			return err
 		}
+	}
+}
+
+// closed reports whether ch is closed.
+func closed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -1,0 +1,142 @@
+package swarm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/peerpatch/peerpatch/pkg/verify"
+)
+
+// Origin shares. A plain BitTorrent seed spends its upload, the scarcest link of a fleet, on
+// whatever its peers ask for, and early on they all ask for the same pieces. Peerpatch's origin
+// schedules instead: each agent pulls pieces from it that nobody else got (its share), and the
+// agents swap the rest among themselves. The origin then sends each piece about once.
+
+// ErrNoShare is what a ShareFunc returns when the origin has nothing to hand out: every piece
+// went to some agent already, or none of the pieces asked for is held.
+var ErrNoShare = errors.New("the origin has no piece to hand out")
+
+// ShareFunc asks the origin for one piece. With want empty it returns the next piece the origin
+// has given nobody; with want set, one of those pieces (the swarm seems to lack them). It
+// returns the piece's index and bytes, or ErrNoShare.
+type ShareFunc func(ctx context.Context, want []int) (index int, data []byte, err error)
+
+// Share timing and depth.
+const (
+	// shareWorkers is the number of pieces an agent pulls from the origin at once: enough
+	// to keep its HTTP stream busy across round trips, few enough that the origin's link
+	// is split evenly among agents.
+	shareWorkers = 2
+	// rescueAfter is how long a download may go without progress, once the origin has handed
+	// every piece out, before the agent asks the origin for a piece it lacks (its holder may
+	// be gone). Shorter than FallbackAfter: a rescue is one piece, a web seed is greedy.
+	rescueAfter = 3 * time.Second
+)
+
+// ReadPiece returns the bytes of piece i from storage, without verifying them.
+func (t *Torrent) ReadPiece(i int) ([]byte, error) {
+	if i < 0 || i >= t.m.NumPieces() {
+		return nil, fmt.Errorf("read piece %d of %d", i, t.m.NumPieces())
+	}
+	b := make([]byte, t.m.PieceSize(i))
+	if _, err := t.t.Piece(i).Storage().ReadAt(b, 0); err != nil {
+		return nil, fmt.Errorf("read piece %d: %w", i, err)
+	}
+	return b, nil
+}
+
+// WritePiece stores piece i received from the origin outside the swarm, once its SHA-256
+// matches the signed one, and has the library check it, mark it complete and tell peers.
+func (t *Torrent) WritePiece(ctx context.Context, i int, data []byte) error {
+	if size := t.m.PieceSize(i); size == 0 || int64(len(data)) != size {
+		return fmt.Errorf("origin piece %d: %d bytes; the release has %d pieces, that one of %d bytes", i, len(data), t.m.NumPieces(), size)
+	}
+	if t.t.PieceState(i).Complete {
+		return nil
+	}
+	if verify.Sum(data) != t.pieces[i] {
+		t.pieceFailed(i)
+		return &PieceError{Piece: i, Files: t.m.FilesOfPiece(i)}
+	}
+	p := t.t.Piece(i)
+	if _, err := p.Storage().WriteAt(data, 0); err != nil {
+		t.writeFailed(err)
+		return fmt.Errorf("store piece %d: %w", i, err)
+	}
+	t.fromOrigin.Add(int64(len(data)))
+	if err := p.VerifyDataContext(ctx); err != nil {
+		return fmt.Errorf("check piece %d: %w", i, err)
+	}
+	return nil
+}
+
+// missing lists the pieces not verified yet.
+func (t *Torrent) missing() []int {
+	var out []int
+	piece := 0
+	for _, r := range t.t.PieceStateRuns() {
+		if !r.Complete {
+			for i := range r.Length {
+				out = append(out, piece+i)
+			}
+		}
+		piece += r.Length
+	}
+	return out
+}
+
+// shares pulls the agent's share from the origin with shareWorkers parallel requests, until
+// the origin has no unassigned piece left, the torrent is complete or ctx ends. It closes done
+// when it stops.
+func (t *Torrent) shares(ctx context.Context, share ShareFunc, done chan<- struct{}) {
+	defer close(done)
+	var wg sync.WaitGroup
+	for range shareWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil && !t.Complete() {
+				if err := t.pullShare(ctx, share, nil); err != nil {
+					if !errors.Is(err, ErrNoShare) && ctx.Err() == nil {
+						t.c.log.Debug("origin share stopped", "infohash", t.m.InfoHash, "err", err)
+					}
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// pullShare asks the origin for one piece and stores it.
+func (t *Torrent) pullShare(ctx context.Context, share ShareFunc, want []int) error {
+	i, data, err := share(ctx, want)
+	if err != nil {
+		return err
+	}
+	if err := t.WritePiece(ctx, i, data); err != nil {
+		return err
+	}
+	return pace(ctx, t.c.download, len(data))
+}
+
+// pace waits until the limiter (nil: unlimited) allows n more bytes, so that the next request
+// keeps the average under the cap.
+func pace(ctx context.Context, l *rate.Limiter, n int) error {
+	if l == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, l.Burst())
+		if err := l.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
