@@ -104,3 +104,25 @@ func FuzzAnnounce(f *testing.F) {
 		}
 	})
 }
+
+// FuzzShareRequest feeds arbitrary share request bodies to the scheduler: a refusal or a
+// piece index inside the release, never a panic.
+func FuzzShareRequest(f *testing.F) {
+	f.Add([]byte(`{"want":[3,1,2]}`), uint16(5))
+	f.Add([]byte(``), uint16(1))
+	f.Add([]byte(`{"want":[-1,99999999999]}`), uint16(0))
+	f.Add([]byte(`{"want":"all"}`), uint16(3))
+	f.Fuzz(func(t *testing.T, body []byte, pieces uint16) {
+		var sh shares
+		n := int(pieces)
+		for range 3 {
+			want, err := decodeShare(bytes.NewReader(body))
+			if err != nil {
+				return
+			}
+			if i, ok := sh.pick(n, want); ok && (i < 0 || i >= n) {
+				t.Fatalf("picked piece %d of %d for %q", i, n, body)
+			}
+		}
+	})
+}

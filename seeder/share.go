@@ -53,6 +53,15 @@ func (sh *shares) pick(numPieces int, want []int) (int, bool) {
 	return best, true
 }
 
+// decodeShare reads a share request; an empty body asks for the next unassigned piece.
+func decodeShare(r io.Reader) ([]int, error) {
+	var req api.ShareRequest
+	if err := json.NewDecoder(r).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return req.Want, nil
+}
+
 // handleShare serves POST /api/v1/share/<channel>/<version>: one piece, chosen by the
 // release's scheduler, paced by the upload limiter.
 func (s *Seeder) handleShare(w http.ResponseWriter, r *http.Request) {
@@ -61,12 +70,12 @@ func (s *Seeder) handleShare(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no release %s %s", r.PathValue("channel"), r.PathValue("version"))
 		return
 	}
-	var req api.ShareRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxShareRequest)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+	want, err := decodeShare(http.MaxBytesReader(w, r.Body, maxShareRequest))
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad share request: %v", err)
 		return
 	}
-	i, ok := l.shares.pick(l.rec.Manifest.NumPieces(), req.Want)
+	i, ok := l.shares.pick(l.rec.Manifest.NumPieces(), want)
 	if !ok {
 		w.WriteHeader(http.StatusNoContent)
 		return
