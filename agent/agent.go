@@ -594,6 +594,8 @@ func (a *Agent) share(ctx context.Context, url string, body []byte, pieceLength 
 		return 0, nil, fmt.Errorf("POST %s: %w", url, err)
 	case resp.StatusCode == http.StatusNoContent, resp.StatusCode == http.StatusNotFound:
 		return 0, nil, swarm.ErrNoShare
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return 0, nil, swarm.ErrShareBusy
 	case resp.StatusCode != http.StatusOK:
 		return 0, nil, fmt.Errorf("POST %s: %s", url, api.ErrorText(resp.StatusCode, b))
 	case int64(len(b)) > pieceLength:

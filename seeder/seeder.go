@@ -68,8 +68,10 @@ type Seeder struct {
 	repo    *trust.Repo
 	swarm   *swarm.Client
 	tracker *swarm.Tracker
-	admin   deploy.Token
-	agent   deploy.Token
+	// shareSlots holds a token per share being sent (see handleShare).
+	shareSlots chan struct{}
+	admin      deploy.Token
+	agent      deploy.Token
 
 	publishMu sync.Mutex // one publish at a time
 
@@ -92,7 +94,7 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live),
+	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live), shareSlots: make(chan struct{}, shareSlots),
 		announcers: make(map[string]map[netip.AddrPort]bool)}
 	defer func() {
 		if err != nil {

@@ -11,6 +11,12 @@ import (
 	"github.com/peerpatch/peerpatch/pkg/api"
 )
 
+// shareSlots bounds the shares the origin sends at once (across releases): each holds a piece
+// in memory, and the origin's link is better spent finishing a few pieces fast than many
+// slowly. An agent that finds every slot taken retries a moment later; meanwhile it swaps with
+// its peers.
+const shareSlots = 64
+
 // maxShareRequest bounds a share request body: a want list of every piece of the largest
 // release (2,048 pieces by the piece-length policy), with room to spare.
 const maxShareRequest = 64 << 10
@@ -68,6 +74,14 @@ func (s *Seeder) handleShare(w http.ResponseWriter, r *http.Request) {
 	l := s.lookup(r.PathValue("channel"), r.PathValue("version"))
 	if l == nil {
 		writeError(w, http.StatusNotFound, "no release %s %s", r.PathValue("channel"), r.PathValue("version"))
+		return
+	}
+	select {
+	case s.shareSlots <- struct{}{}:
+		defer func() { <-s.shareSlots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "every share slot is busy")
 		return
 	}
 	want, err := decodeShare(http.MaxBytesReader(w, r.Body, maxShareRequest))

@@ -38,6 +38,11 @@ func TestShare(t *testing.T) {
 		return resp.StatusCode, i, b
 	}
 	url := api.PathShare + "stable/1.0.0"
+	release := h.TakeShareSlots()
+	if code, _, _ := share(url, ""); code != http.StatusTooManyRequests {
+		t.Fatalf("share with every slot busy: HTTP %d, want 429", code)
+	}
+	release()
 	var got []byte
 	for want := range pub.Pieces {
 		code, i, b := share(url, "")

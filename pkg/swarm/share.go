@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -21,6 +22,10 @@ import (
 // went to some agent already, or none of the pieces asked for is held.
 var ErrNoShare = errors.New("the origin has no piece to hand out")
 
+// ErrShareBusy is what a ShareFunc returns when the origin is sending as many shares as it
+// will at once; the agent asks again after shareRetry.
+var ErrShareBusy = errors.New("the origin is busy")
+
 // ShareFunc asks the origin for one piece. With want empty it returns the next piece the origin
 // has given nobody; with want set, one of those pieces (the swarm seems to lack them). It
 // returns the piece's index and bytes, or ErrNoShare.
@@ -36,6 +41,8 @@ const (
 	// every piece out, before the agent asks the origin for a piece it lacks (its holder may
 	// be gone). Shorter than FallbackAfter: a rescue is one piece, a web seed is greedy.
 	rescueAfter = 3 * time.Second
+	// shareRetry is how long a worker waits after ErrShareBusy (jittered by up to as much).
+	shareRetry = time.Second
 )
 
 // ReadPiece returns the bytes of piece i from storage, without verifying them.
@@ -101,7 +108,15 @@ func (t *Torrent) shares(ctx context.Context, share ShareFunc, done chan<- struc
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && !t.Complete() {
-				if err := t.pullShare(ctx, share, nil); err != nil {
+				err := t.pullShare(ctx, share, nil)
+				if errors.Is(err, ErrShareBusy) {
+					select {
+					case <-ctx.Done():
+					case <-time.After(shareRetry + rand.N(shareRetry)):
+					}
+					continue
+				}
+				if err != nil {
 					if !errors.Is(err, ErrNoShare) && ctx.Err() == nil {
 						t.c.log.Debug("origin share stopped", "infohash", t.m.InfoHash, "err", err)
 					}

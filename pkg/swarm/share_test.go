@@ -16,6 +16,7 @@ type originShares struct {
 	corrupt map[int]bool
 
 	mu     sync.Mutex
+	busy   int // answer ErrShareBusy this many times first
 	next   int
 	served []int
 	wants  int
@@ -25,6 +26,10 @@ func (o *originShares) share(_ context.Context, want []int) (int, []byte, error)
 	o.mu.Lock()
 	var i int
 	switch {
+	case o.busy > 0:
+		o.busy--
+		o.mu.Unlock()
+		return 0, nil, ErrShareBusy
 	case len(want) > 0:
 		i = want[0]
 		o.wants++
@@ -52,15 +57,17 @@ func TestShares(t *testing.T) {
 	tests := []struct {
 		name      string
 		corrupt   map[int]bool
+		busy      int
 		wantBad   int64
 		wantWants bool
 	}{
 		{name: "every piece once"},
+		{name: "every piece once, after the origin was busy", busy: 3},
 		{name: "corrupt piece refused, then rescued", corrupt: map[int]bool{3: true}, wantBad: 1, wantWants: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			o := &originShares{seed: seed, corrupt: tc.corrupt}
+			o := &originShares{seed: seed, corrupt: tc.corrupt, busy: tc.busy}
 			dir := filepath.Join(t.TempDir(), "data")
 			agent := newClient(t, Config{PersistCompletion: true})
 			at, err := agent.Add(r.spec(dir))
