@@ -22,11 +22,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/api"
 	"github.com/peerpatch/peerpatch/pkg/deploy"
 	"github.com/peerpatch/peerpatch/pkg/release"
+	"github.com/peerpatch/peerpatch/pkg/rollout"
 	"github.com/peerpatch/peerpatch/pkg/store"
 	"github.com/peerpatch/peerpatch/pkg/swarm"
 	"github.com/peerpatch/peerpatch/pkg/trust"
@@ -41,6 +43,14 @@ var (
 	ErrRollback = errors.New("rollback refused")
 	// ErrNotInstalled: --once ended without the newest release installed.
 	ErrNotInstalled = errors.New("newest release not installed")
+	// ErrNotTargeted: no release of the channel is rolled out to this agent (by the releases'
+	// rollout policies) and none is installed.
+	ErrNotTargeted = errors.New("no release is rolled out to this agent yet")
+	// ErrOutsideWindow: the release to install is downloaded and waits for a maintenance window.
+	ErrOutsideWindow = errors.New("outside the install window")
+	// ErrRolledBack: a post-install hook or the health check failed, and the agent switched
+	// back to the release it ran before.
+	ErrRolledBack = errors.New("rolled back")
 )
 
 // Layout of DataDir.
@@ -65,6 +75,8 @@ const (
 	keyTrusted    = "trusted/"    // + channel → highest version ever trusted
 	keyHeld       = "held/"       // + channel/version → held
 	keyCredential = "credential/" // + seeder URL → the credential that seeder gave this agent
+	keyFailed     = "failed/"     // + channel/version → failure: hooks failed there under a policy
+	keyRolledBack = "rolledback/" // + channel → rolledBack: the last switch back
 )
 
 // Agent is a running agent.
@@ -83,10 +95,13 @@ type Agent struct {
 
 	mu       sync.Mutex
 	torrents map[string]*swarm.Torrent // by version
+
+	metadataVersion atomic.Int64 // snapshot version of the last verified metadata, for reports
 }
 
 // Run runs the agent until ctx ends (returning nil) or, with Once, for one update cycle:
-// nil if the channel's newest release is installed, an error saying why not otherwise.
+// nil if the release the agent should run is installed (the channel's newest release that is
+// rolled out to it), an error saying why not otherwise.
 func Run(ctx context.Context, cfg Config) error {
 	a, err := open(cfg)
 	if err != nil {
@@ -105,6 +120,10 @@ func Run(ctx context.Context, cfg Config) error {
 		switch {
 		case errors.Is(err, ErrNoRelease):
 			a.log.Info("waiting for a first release", "channel", cfg.Channel)
+		case errors.Is(err, ErrNotTargeted):
+			a.log.Info("waiting for a release rolled out to this agent", "channel", cfg.Channel)
+		case errors.Is(err, ErrOutsideWindow):
+			a.log.Debug("waiting for the install window", "err", err)
 		case err != nil:
 			a.log.Error("update cycle failed", "err", err)
 		}
@@ -274,19 +293,28 @@ func (a *Agent) swarmPath(m *release.Manifest) string {
 	return filepath.Join(a.cfg.DataDir, swarmDir, m.InfoHash)
 }
 
-// newest refreshes the signed metadata from the first seeder that answers and returns the
-// channel's newest release.
-func (a *Agent) newest(ctx context.Context) (*release.Manifest, trust.Target, *trust.Client, error) {
+// listed is a release of the agent's channel in verified metadata, with its rollout policy.
+type listed struct {
+	m         *release.Manifest
+	bundle    trust.Target
+	policy    rollout.Policy // rollout.Default() without a rollout target
+	policyErr error          // the rollout target did not parse: never installed
+}
+
+// releases refreshes the signed metadata from the first seeder that answers and returns the
+// releases of the channel it lists, by version, with the newest.
+func (a *Agent) releases(ctx context.Context) (map[string]*listed, *listed, *trust.Client, error) {
 	var errs []error
 	for i, c := range a.tuf {
 		if err := a.refresh(ctx, i, c); err != nil {
 			errs = append(errs, fmt.Errorf("seeder %s: %w", a.cfg.Seeders[i], err))
 			continue
 		}
-		var best *release.Manifest
-		var bestT trust.Target
+		rels := map[string]*listed{}
+		var newest *listed
 		prefix := "releases/" + a.cfg.Channel + "/"
-		for _, t := range c.Targets() {
+		targets := c.Targets()
+		for _, t := range targets {
 			if !strings.HasPrefix(t.Name, prefix) || !strings.HasSuffix(t.Name, "/bundle") {
 				continue
 			}
@@ -299,60 +327,185 @@ func (a *Agent) newest(ctx context.Context) (*release.Manifest, trust.Target, *t
 				a.log.Warn("ignoring target whose manifest names another release", "target", t.Name)
 				continue
 			}
-			if best == nil || release.CompareVersions(m.Version, best.Version) > 0 {
-				best, bestT = m, t
+			l := &listed{m: m, bundle: t, policy: rollout.Default()}
+			rels[m.Version] = l
+			if newest == nil || release.CompareVersions(m.Version, newest.m.Version) > 0 {
+				newest = l
 			}
 		}
-		if best == nil {
-			return nil, trust.Target{}, nil, fmt.Errorf("channel %q: %w", a.cfg.Channel, ErrNoRelease)
+		for _, t := range targets {
+			ch, v, kind, ok := release.ParseTarget(t.Name)
+			if l := rels[v]; ok && kind == "rollout" && ch == a.cfg.Channel && l != nil {
+				if l.policy, l.policyErr = rollout.Parse(t.Custom); l.policyErr != nil {
+					a.log.Warn("ignoring release with an invalid rollout policy", "version", v, "err", l.policyErr)
+				}
+			}
 		}
-		return best, bestT, c, nil
+		if newest == nil {
+			return nil, nil, nil, fmt.Errorf("channel %q: %w", a.cfg.Channel, ErrNoRelease)
+		}
+		a.metadataVersion.Store(c.SnapshotVersion())
+		return rels, newest, c, nil
 	}
-	return nil, trust.Target{}, nil, fmt.Errorf("refresh metadata: %w", errors.Join(errs...))
+	return nil, nil, nil, fmt.Errorf("refresh metadata: %w", errors.Join(errs...))
 }
 
-// cycle is one update: refresh metadata, download and install the newest release if needed.
+// cycle is one update: refresh metadata, choose the release this agent should run (its
+// channel's newest release that is rolled out to it: see rollout.Choose), download it, wait
+// for the install window and install it, if it is not installed already.
 func (a *Agent) cycle(ctx context.Context) error {
 	installed := a.getString(keyInstalled + a.cfg.Channel)
-	m, bundle, tc, err := a.newest(ctx)
+	rels, newest, tc, err := a.releases(ctx)
 	if err != nil {
 		a.report(ctx, api.Report{State: api.StateFailed, Error: err.Error()})
 		return err
 	}
-	if err := a.trustVersion(m.Version); err != nil {
+	// The rollback guard is on the newest release listed, whatever the policies: yanking or
+	// pausing a release never removes its target.
+	if err := a.trustVersion(newest.m.Version); err != nil {
 		a.report(ctx, api.Report{State: api.StateFailed, Error: err.Error()})
 		return err
 	}
-	if installed == m.Version {
-		a.report(ctx, withStats(api.Report{State: api.StateInstalled}, a.torrent(m.Version)))
+	cands := make([]rollout.Candidate, 0, len(rels))
+	for v, l := range rels {
+		cands = append(cands, rollout.Candidate{Version: v, Policy: l.policy, Invalid: l.policyErr != nil, Failed: a.failedUnder(v, l.policy)})
+	}
+	dec := rollout.Choose(rollout.Agent{ID: a.id, Channel: a.cfg.Channel, Rings: a.cfg.Rings, Installed: installed}, cands)
+	switch dec.Version {
+	case "":
+		a.report(ctx, a.steady(""))
+		return fmt.Errorf("channel %q: %w (agent id %s)", a.cfg.Channel, ErrNotTargeted, a.id)
+	case installed:
+		a.report(ctx, a.steady(installed))
 		return nil
 	}
+	l := rels[dec.Version]
+	m, bundle := l.m, l.bundle
 	log := a.log.With("channel", m.Channel, "version", m.Version)
-	t, err := a.fetch(ctx, m, tc, log)
-	if err == nil {
-		a.report(ctx, api.Report{State: api.StateInstalling, TargetVersion: m.Version})
-		err = a.install(ctx, m, bundle, log)
-		if errors.Is(err, verify.ErrMismatch) {
-			// The swarm copy changed on disk after its pieces were verified (a disk fault, a
-			// power loss before the data was written): recheck every piece, so that the next
-			// cycle fetches again exactly the pieces that are bad.
-			log.Warn("swarm copy failed verification; rechecking its pieces", "err", err)
-			if verr := t.Verify(ctx); verr != nil {
-				log.Error("recheck pieces", "err", verr)
-			}
-		}
+	if dec.Rollback {
+		log.Warn("the installed release was yanked with rollback: going back", "from", installed)
 	}
-	if err != nil {
+	// A release still in InstallDir/releases (the previous one, or one a hook failed on) is
+	// installed from there, verified again, without a download.
+	kept := a.keptInstall(m.Version)
+	var t *swarm.Torrent
+	if kept {
+		log.Info("reusing kept install")
+	} else if t, err = a.fetch(ctx, m, tc, log); err != nil {
 		if ctx.Err() == nil {
 			a.report(ctx, api.Report{State: api.StateFailed, TargetVersion: m.Version, Error: err.Error()})
 		}
 		return fmt.Errorf("update to %s %s: %w", m.Channel, m.Version, err)
 	}
-	st := t.Stats()
-	log.Info("installed", "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "badPieces", st.BadPieces)
-	a.report(ctx, withStats(api.Report{State: api.StateInstalled}, t))
+	if ok, next := a.mayInstall(dec); !ok {
+		log.Info("waiting for the install window", "opens", next, "windows", a.cfg.schedule.String())
+		a.report(ctx, withStats(api.Report{State: api.StateWaitingWindow, TargetVersion: m.Version, NextWindow: &next}, a.torrent(m.Version)))
+		return fmt.Errorf("%s %s is downloaded; the install window opens at %s: %w", m.Channel, m.Version, next.Format(time.RFC3339), ErrOutsideWindow)
+	}
+	a.report(ctx, withStats(api.Report{State: api.StateInstalling, TargetVersion: m.Version}, a.torrent(m.Version)))
+	err = a.installAs(ctx, m, bundle, dec.Rollback, log)
+	var hookErr *HookError
+	if err != nil && kept && !errors.As(err, &hookErr) && ctx.Err() == nil {
+		log.Warn("kept install unusable; downloading", "err", err)
+		if t, err = a.fetch(ctx, m, tc, log); err == nil {
+			err = a.installAs(ctx, m, bundle, dec.Rollback, log)
+		}
+	}
+	if errors.Is(err, verify.ErrMismatch) && t != nil {
+		// The swarm copy changed on disk after its pieces were verified (a disk fault, a
+		// power loss before the data was written): recheck every piece, so that the next
+		// cycle fetches again exactly the pieces that are bad.
+		log.Warn("swarm copy failed verification; rechecking its pieces", "err", err)
+		if verr := t.Verify(ctx); verr != nil {
+			log.Error("recheck pieces", "err", verr)
+		}
+	}
+	if errors.Is(err, ErrRolledBack) {
+		// Remember, so as not to try it again under this policy, and say so until another
+		// release is installed.
+		a.putState(keyFailed+m.Channel+"/"+m.Version, failure{Policy: l.policy.Fingerprint(), Reason: err.Error(), At: a.cfg.Clock().UTC()})
+		a.putState(keyRolledBack+m.Channel, rolledBack{From: m.Version, To: installed, Reason: err.Error()})
+		a.report(ctx, a.steady(installed))
+		return fmt.Errorf("update to %s %s: %w", m.Channel, m.Version, err)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			a.report(ctx, withStats(api.Report{State: api.StateFailed, TargetVersion: m.Version, Error: err.Error()}, a.torrent(m.Version)))
+		}
+		return fmt.Errorf("update to %s %s: %w", m.Channel, m.Version, err)
+	}
+	if dec.Rollback {
+		a.putState(keyRolledBack+m.Channel, rolledBack{From: installed, To: m.Version,
+			Reason: fmt.Sprintf("%s %s was yanked with rollback", m.Channel, installed)})
+	} else if err := a.db.Delete(store.State, keyRolledBack+m.Channel); err != nil {
+		log.Error("clear rollback record", "err", err)
+	}
+	if t := a.torrent(m.Version); t != nil {
+		st := t.Stats()
+		log.Info("installed", "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "badPieces", st.BadPieces)
+	} else {
+		log.Info("installed")
+	}
+	a.report(ctx, a.steady(m.Version))
 	a.prune()
 	return nil
+}
+
+// mayInstall reports whether the agent may switch as dec says now (by Config.Clock): inside a
+// maintenance window, or at once if dec is urgent; if not, when the next window opens.
+func (a *Agent) mayInstall(dec rollout.Decision) (bool, time.Time) {
+	now := a.cfg.Clock()
+	if dec.Urgent || a.cfg.schedule.Open(now) {
+		return true, now
+	}
+	return false, a.cfg.schedule.Next(now)
+}
+
+// failure is a release on which a hook or the health check failed, under a rollout policy.
+type failure struct {
+	Policy string    `json:"policy"` // rollout.Policy.Fingerprint
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// rolledBack is the agent's last switch back: from a release a hook failed on, or that was
+// yanked with rollback, to the one it runs.
+type rolledBack struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Reason string `json:"reason"`
+}
+
+// failedUnder reports whether version failed on this agent under policy p.
+func (a *Agent) failedUnder(version string, p rollout.Policy) bool {
+	var f failure
+	err := a.db.Get(store.State, keyFailed+a.cfg.Channel+"/"+version, &f)
+	return err == nil && f.Policy == p.Fingerprint()
+}
+
+// keptInstall reports whether InstallDir/releases/<version> exists.
+func (a *Agent) keptInstall(version string) bool {
+	_, err := os.Stat(filepath.Join(a.cfg.InstallDir, releasesSub, version))
+	return err == nil
+}
+
+func (a *Agent) putState(key string, v any) {
+	if err := a.db.Put(store.State, key, v); err != nil {
+		a.log.Error("write state", "key", key, "err", err)
+	}
+}
+
+// steady is the report of an agent that runs installed ("" for none) and has nothing to do:
+// rolled_back while it runs the release it last switched back to, else installed (or idle).
+func (a *Agent) steady(installed string) api.Report {
+	var rb rolledBack
+	if a.db.Get(store.State, keyRolledBack+a.cfg.Channel, &rb) == nil && rb.To == installed {
+		return withStats(api.Report{State: api.StateRolledBack, TargetVersion: rb.From, Error: rb.Reason}, a.torrent(rb.From))
+	}
+	if installed == "" {
+		return api.Report{State: api.StateIdle}
+	}
+	return withStats(api.Report{State: api.StateInstalled}, a.torrent(installed))
 }
 
 // torrent returns the swarm torrent of a version this process holds, nil if none.
@@ -413,6 +566,9 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	t, err := a.add(h)
 	if err != nil {
 		return nil, err
+	}
+	if t.Complete() {
+		return t, nil // downloaded in an earlier cycle (and waiting for an install window)
 	}
 	start := t.Stats()
 	log.Info("downloading", "bytes", start.Total, "verifiedAlready", start.Completed)
@@ -475,7 +631,10 @@ func (a *Agent) get(ctx context.Context, url string, limit int64) ([]byte, error
 
 // report tells the seeders the agent's state; failures are logged, not fatal.
 func (a *Agent) report(ctx context.Context, r api.Report) {
-	r.ID, r.Hostname, r.Channel = a.id, a.hostname, a.cfg.Channel
+	r.ID, r.Hostname, r.Channel, r.Rings = a.id, a.hostname, a.cfg.Channel, a.cfg.Rings
+	if r.MetadataVersion == 0 {
+		r.MetadataVersion = a.metadataVersion.Load()
+	}
 	r.InstalledVersion = a.getString(keyInstalled + a.cfg.Channel)
 	body, _ := json.Marshal(r)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/release"
+	"github.com/peerpatch/peerpatch/pkg/rollout"
 )
 
 // Config configures an agent. Each field is one `peerpatch agent` flag.
@@ -43,8 +44,35 @@ type Config struct {
 	// StallTimeout (--stall-timeout) is how long a download may go without progress before
 	// the cycle fails (default 2m).
 	StallTimeout time.Duration
+	// Rings (--ring) are the rollout rings the agent belongs to: a release whose signed
+	// rollout policy lists one of them is rolled out to the agent whatever its percent.
+	Rings []string
+	// PreInstall (--pre-install) is a command run after a release is copied and verified into
+	// InstallDir/releases/<version>, before the switch; if it fails, the switch is not done
+	// and the agent reports failed with its error and the tail of its output.
+	PreInstall string
+	// PostInstall (--post-install) is a command run right after the switch to a release.
+	PostInstall string
+	// HealthCheck (--health-check) is a command run after PostInstall. If PostInstall or
+	// HealthCheck fails, the agent switches InstallDir/current back to the release it ran
+	// before, reports rolled_back, and does not try the release again until its rollout
+	// policy changes.
+	HealthCheck string
+	// HookTimeout (--hook-timeout) bounds each of those commands (default 1m); a command still
+	// running then is killed (with the processes it started) and has failed.
+	HookTimeout time.Duration
+	// InstallWindows (--install-window) are maintenance windows (rollout.ParseWindow), such as
+	// "Mon-Fri 01:00-05:00": the agent downloads any time but switches to a new release only
+	// inside one, unless the release's policy is urgent. None: any time.
+	InstallWindows []string
+	// Timezone (--timezone) is the IANA time zone of InstallWindows ("" = local time).
+	Timezone string
+	// Clock returns the current time for InstallWindows (default time.Now); tests set it.
+	Clock func() time.Time
 	// Logger receives the agent's logs.
 	Logger *slog.Logger
+
+	schedule rollout.Schedule // InstallWindows in Timezone, parsed by validate
 }
 
 func (c *Config) validate() error {
@@ -80,6 +108,21 @@ func (c *Config) validate() error {
 	}
 	if c.StallTimeout <= 0 {
 		c.StallTimeout = 2 * time.Minute
+	}
+	for _, r := range c.Rings {
+		if err := rollout.ValidRing(r); err != nil {
+			return fmt.Errorf("--ring: %w", err)
+		}
+	}
+	if c.HookTimeout <= 0 {
+		c.HookTimeout = time.Minute
+	}
+	var err error
+	if c.schedule, err = rollout.ParseSchedule(c.InstallWindows, c.Timezone); err != nil {
+		return fmt.Errorf("--install-window/--timezone: %w", err)
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

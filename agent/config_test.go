@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peerpatch/peerpatch/pkg/rollout"
 )
 
 func validConfig() Config {
@@ -41,6 +43,12 @@ func TestConfigValidate(t *testing.T) {
 		{name: "channel starting with dash", modify: func(c *Config) { c.Channel = "-x" }, wantErr: "--channel"},
 		{name: "negative upload rate", modify: func(c *Config) { c.UploadRate = -1 }, wantErr: "--upload-rate"},
 		{name: "negative download rate", modify: func(c *Config) { c.DownloadRate = -1 }, wantErr: "--download-rate"},
+		{name: "rings and windows", modify: func(c *Config) {
+			c.Rings, c.InstallWindows, c.Timezone = []string{"canary", "it"}, []string{"Mon-Fri 01:00-05:00", "daily 22:00-06:00"}, "UTC"
+		}},
+		{name: "bad ring", modify: func(c *Config) { c.Rings = []string{"Canary"} }, wantErr: "--ring"},
+		{name: "bad window", modify: func(c *Config) { c.InstallWindows = []string{"Mon-Fri 1am-5am"} }, wantErr: "--install-window"},
+		{name: "bad time zone", modify: func(c *Config) { c.Timezone = "Nowhere/Special" }, wantErr: "--timezone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,8 +91,14 @@ func TestConfigValidateDefaults(t *testing.T) {
 				if c.PeerListen != "0.0.0.0:0" {
 					t.Errorf("PeerListen = %q, want 0.0.0.0:0", c.PeerListen)
 				}
-				if c.Logger == nil {
-					t.Error("Logger not set")
+				if c.Logger == nil || c.Clock == nil {
+					t.Error("Logger or Clock not set")
+				}
+				if c.HookTimeout != time.Minute {
+					t.Errorf("HookTimeout = %v, want 1m", c.HookTimeout)
+				}
+				if !c.schedule.Open(time.Now()) {
+					t.Error("without windows the schedule is not always open")
 				}
 				if c.Seeders[0] != "http://seeder.example:8080" || c.Seeders[1] != "https://10.0.0.2:8443" {
 					t.Errorf("Seeders = %q, want trailing slashes trimmed", c.Seeders)
@@ -126,6 +140,43 @@ func TestConfigValidateDefaults(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.want(t, &c)
+		})
+	}
+}
+
+// TestMayInstall: the install windows, on an injected clock, decide when an agent switches;
+// urgent releases and rollbacks switch at once.
+func TestMayInstall(t *testing.T) {
+	c := validConfig()
+	c.InstallWindows, c.Timezone = []string{"Mon-Fri 01:00-05:00", "Sat,Sun 00:00-24:00"}, "UTC"
+	var now time.Time
+	c.Clock = func() time.Time { return now }
+	if err := c.validate(); err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: c}
+	monday := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name     string
+		now      time.Time
+		dec      rollout.Decision
+		wantOK   bool
+		wantNext time.Time
+	}{
+		{name: "inside", now: monday.Add(2 * time.Hour), dec: rollout.Decision{Version: "2.0.0"}, wantOK: true},
+		{name: "before", now: monday.Add(30 * time.Minute), dec: rollout.Decision{Version: "2.0.0"}, wantNext: monday.Add(time.Hour)},
+		{name: "after", now: monday.Add(6 * time.Hour), dec: rollout.Decision{Version: "2.0.0"}, wantNext: monday.Add(25 * time.Hour)},
+		{name: "Friday evening: Saturday midnight", now: monday.Add(4*24*time.Hour + 20*time.Hour), dec: rollout.Decision{Version: "2.0.0"}, wantNext: monday.Add(5 * 24 * time.Hour)},
+		{name: "urgent", now: monday.Add(6 * time.Hour), dec: rollout.Decision{Version: "2.0.0", Urgent: true}, wantOK: true},
+		{name: "rollback", now: monday.Add(6 * time.Hour), dec: rollout.Decision{Version: "1.0.0", Rollback: true, Urgent: true}, wantOK: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = tt.now
+			ok, next := a.mayInstall(tt.dec)
+			if ok != tt.wantOK || !tt.wantOK && !next.Equal(tt.wantNext) {
+				t.Fatalf("mayInstall at %s = %v, %s; want %v, %s", tt.now, ok, next, tt.wantOK, tt.wantNext)
+			}
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/release"
 	"github.com/peerpatch/peerpatch/pkg/store"
@@ -23,10 +24,12 @@ func newTestAgent(t *testing.T) *Agent {
 	t.Helper()
 	root := t.TempDir()
 	cfg := Config{
-		DataDir:    filepath.Join(root, "data"),
-		InstallDir: filepath.Join(root, "install"),
-		Channel:    "stable",
-		Logger:     discard,
+		DataDir:     filepath.Join(root, "data"),
+		InstallDir:  filepath.Join(root, "install"),
+		Channel:     "stable",
+		Logger:      discard,
+		HookTimeout: time.Minute,
+		Clock:       time.Now,
 	}
 	db, err := store.Open(filepath.Join(cfg.DataDir, stateFile))
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/release"
 	"github.com/peerpatch/peerpatch/pkg/store"
@@ -28,8 +29,19 @@ const (
 
 // install copies the release from its swarm copy into InstallDir/releases/<version>, verifying
 // every file and the whole bundle against the signed hashes on the bytes it writes, then
-// switches InstallDir/current to it with one rename. The old target becomes previous.
+// switches InstallDir/current to it with one rename. The old target becomes previous. With
+// hooks configured, see installAs.
 func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.Target, log *slog.Logger) error {
+	return a.installAs(ctx, m, bundle, false, log)
+}
+
+// installAs is install, with the hooks: the pre-install hook runs before the switch (if it
+// fails, nothing is switched); the post-install hook and the health check after it (if one
+// fails, current and previous are switched back as they were, and the error wraps the
+// *HookError and ErrRolledBack). An install already in InstallDir/releases/<version> is kept
+// if it still verifies, so no swarm copy is needed then. rollback marks a switch back from a
+// yanked release: previous is then removed rather than pointed at the yanked one.
+func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust.Target, rollback bool, log *slog.Logger) error {
 	dir := a.cfg.InstallDir
 	releases := filepath.Join(dir, releasesSub)
 	if err := os.MkdirAll(releases, 0o755); err != nil {
@@ -37,7 +49,8 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 	}
 	final := filepath.Join(releases, m.Version)
 	if _, err := os.Stat(final); err == nil {
-		// A crash after the copy, before the switch: keep it only if it still verifies.
+		// A crash after the copy, before the switch, or a release kept as previous: keep it
+		// only if it still verifies.
 		err := verify.Tree(ctx, a.entries(m, final, false), bundle.SHA256)
 		if err != nil && !errors.Is(err, verify.ErrMismatch) && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("check earlier install %s: %w", final, err)
@@ -62,7 +75,13 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 			return fmt.Errorf("install: %w", err)
 		}
 	}
+	before := a.getString(keyInstalled + m.Channel)
+	env := hookEnv{Channel: m.Channel, Version: m.Version, Dir: final, Previous: before}
+	if err := a.hook(ctx, hookPreInstall, a.cfg.PreInstall, env, log); err != nil {
+		return err
+	}
 	prev, _ := os.Readlink(filepath.Join(dir, currentLink))
+	oldPrevious, _ := os.Readlink(filepath.Join(dir, previousLink))
 	target := filepath.Join(releasesSub, m.Version)
 	if err := switchLink(dir, currentLink, target); err != nil {
 		return err
@@ -70,18 +89,52 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 	// Reinstalling the current version (a crash after the switch, before the state was
 	// written) keeps the previous release as it was.
 	previous := ""
-	if prev != "" && prev != target {
+	switch {
+	case rollback:
+		if err := removeLink(dir, previousLink); err != nil {
+			return err
+		}
+	case prev != "" && prev != target:
 		if err := switchLink(dir, previousLink, prev); err != nil {
 			return err
 		}
 		previous = filepath.Base(prev)
-	} else if l, err := os.Readlink(filepath.Join(dir, previousLink)); err == nil {
-		if _, err := os.Stat(filepath.Join(dir, l)); err == nil {
-			previous = filepath.Base(l)
+	default:
+		if l, err := os.Readlink(filepath.Join(dir, previousLink)); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, l)); err == nil {
+				previous = filepath.Base(l)
+			}
 		}
 	}
-	err := a.db.Update(store.State, func(_, put func(string, any) error) error {
-		if previous != "" {
+	err := a.hook(ctx, hookPostInstall, a.cfg.PostInstall, env, log)
+	if err == nil {
+		err = a.hook(ctx, hookHealthCheck, a.cfg.HealthCheck, env, log)
+	}
+	if err != nil {
+		// Back to the links as they were. After a crash between an earlier switch and its
+		// state, current already pointed here: the state says what ran before.
+		cur, old := prev, oldPrevious
+		if cur == target {
+			cur, old = "", ""
+			if before != "" && before != m.Version {
+				cur = filepath.Join(releasesSub, before)
+			}
+			if p := a.getString(keyPrevious + m.Channel); p != "" && p != before {
+				old = filepath.Join(releasesSub, p)
+			}
+		}
+		if rerr := errors.Join(setLink(dir, currentLink, cur), setLink(dir, previousLink, old)); rerr != nil {
+			return errors.Join(err, fmt.Errorf("switch back: %w", rerr))
+		}
+		to := "no release"
+		if cur != "" {
+			to = filepath.Base(cur)
+		}
+		log.Warn("switched back", "to", to, "err", err)
+		return fmt.Errorf("%w (%w to %s)", err, ErrRolledBack, to)
+	}
+	err = a.db.Update(store.State, func(_, put func(string, any) error) error {
+		if previous != "" || rollback {
 			if err := put(keyPrevious+m.Channel, previous); err != nil {
 				return err
 			}
@@ -92,6 +145,21 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 		return err
 	}
 	a.removeOldInstalls(m.Version, previous)
+	return nil
+}
+
+// hook runs one configured hook command ("" = none) for env.
+func (a *Agent) hook(ctx context.Context, name, command string, env hookEnv, log *slog.Logger) error {
+	if command == "" {
+		return nil
+	}
+	start := time.Now()
+	err := runHook(ctx, name, command, env, a.cfg.HookTimeout)
+	if err != nil {
+		log.Warn("hook failed", "hook", name, "took", time.Since(start).Round(time.Millisecond), "err", err)
+		return err
+	}
+	log.Info("hook succeeded", "hook", name, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -134,6 +202,22 @@ func switchLink(dir, name, target string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// setLink points dir/name at target, or removes it for "".
+func setLink(dir, name, target string) error {
+	if target == "" {
+		return removeLink(dir, name)
+	}
+	return switchLink(dir, name, target)
+}
+
+// removeLink removes the symlink dir/name if it exists.
+func removeLink(dir, name string) error {
+	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	return nil
 }
 
 // removeOldInstalls deletes installed releases other than current and previous, and staging

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -121,7 +122,7 @@ func TestReport(t *testing.T) {
 		t.Errorf("report time not set by the seeder")
 	}
 	got.Time = good.Time
-	if got != good {
+	if !reflect.DeepEqual(got, good) {
 		t.Errorf("Status shows %+v, want %+v", got, good)
 	}
 

@@ -42,6 +42,7 @@ func (s *Seeder) routes() http.Handler {
 	mux.Handle("POST "+api.PathAgents+"/{id}/revoke", s.adminOnly(http.HandlerFunc(s.handleRevoke)))
 	mux.Handle("POST "+api.PathRotate, s.adminOnly(http.HandlerFunc(s.handleRotate)))
 	mux.Handle("POST "+api.PathDelegate, s.adminOnly(http.HandlerFunc(s.handleDelegate)))
+	mux.Handle("POST "+api.PathRollout, s.adminOnly(http.HandlerFunc(s.handleRollout)))
 	return mux
 }
 
@@ -251,7 +252,7 @@ func (s *Seeder) handleReport(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Seeder) handleStatus(w http.ResponseWriter, _ *http.Request) {
-	st := api.Status{Agents: []api.Report{}, Releases: s.releases()}
+	st := api.Status{Agents: []api.Report{}, Releases: s.releases(), MetadataVersion: s.repo.SnapshotVersion()}
 	err := s.db.ForEach(store.Agents, func(_ string, raw []byte) error {
 		var rep api.Report
 		if err := json.Unmarshal(raw, &rep); err != nil {
@@ -260,6 +261,9 @@ func (s *Seeder) handleStatus(w http.ResponseWriter, _ *http.Request) {
 		st.Agents = append(st.Agents, rep)
 		return nil
 	})
+	if err == nil {
+		err = s.fleet(st.Releases, st.Agents)
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "read reports: %v", err)
 		return

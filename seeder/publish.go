@@ -203,6 +203,14 @@ func proposed(signed []byte, channel, version string) (bundle, pieces *trust.Tar
 	if m.Channel != channel || m.Version != version {
 		return nil, nil, nil, fmt.Errorf("target %q is for %s %s", bName, m.Channel, m.Version)
 	}
+	rName := release.RolloutTarget(channel, version)
+	for i := range targets {
+		if targets[i].Name == rName {
+			if err := checkPolicyTarget(&targets[i]); err != nil {
+				return nil, nil, nil, fmt.Errorf("target %q: %w", rName, err)
+			}
+		}
+	}
 	return bundle, pieces, m, nil
 }
 

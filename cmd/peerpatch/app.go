@@ -22,6 +22,7 @@ import (
 	"github.com/peerpatch/peerpatch/demo"
 	"github.com/peerpatch/peerpatch/pkg/api"
 	"github.com/peerpatch/peerpatch/pkg/deploy"
+	"github.com/peerpatch/peerpatch/pkg/rollout"
 	"github.com/peerpatch/peerpatch/seeder"
 	"github.com/peerpatch/peerpatch/seeder/adminclient"
 )
@@ -53,7 +54,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Commands: []*cli.Command{
-			initCommand(), withConfig(seederCommand()), publishCommand(), withConfig(agentCommand()), statusCommand(), agentsCommand(), keysCommand(), delegateCommand(), demoCommand(),
+			initCommand(), withConfig(seederCommand()), publishCommand(), withConfig(agentCommand()), statusCommand(), agentsCommand(),
+			rolloutCommand(), yankCommand(), keysCommand(), delegateCommand(), demoCommand(),
 		},
 	}
 }
@@ -170,7 +172,9 @@ func publishCommand() *cli.Command {
 			"--keys and streams it to the seeder. Exits 0 once the seeder has stored, signed and begun\n" +
 			"seeding the release. --version must be greater than the channel's current version.\n" +
 			"--role R signs with D/keys/R.pem into the delegated role R (see delegate): the seeder and\n" +
-			"agents refuse a release outside the paths delegated to R.",
+			"agents refuse a release outside the paths delegated to R.\n" +
+			"--rollout, --ring and --urgent sign a rollout policy with the release (see rollout): e.g.\n" +
+			"--rollout 10 --ring canary rolls it out to 10% of the channel's agents and the canary ring.",
 		Flags: []cli.Flag{
 			seederFlag(),
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (targets key, admin token)"},
@@ -178,17 +182,25 @@ func publishCommand() *cli.Command {
 			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel`, e.g. stable"},
 			&cli.StringFlag{Name: "version", Required: true, Usage: "release `version` (semver, e.g. 1.4.2)"},
 			&cli.StringFlag{Name: "role", Usage: "sign as delegated `role` (e.g. ci) with D/keys/<role>.pem instead of the targets key"},
+			&cli.IntFlag{Name: "rollout", Value: 100, Usage: "roll the release out to this `PERCENT` (0 to 100) of the channel's agents"},
+			&cli.StringSliceFlag{Name: "ring", Usage: "also roll it out to the agents of `ring` (agent --ring), whatever the percent (repeatable)"},
+			&cli.BoolFlag{Name: "urgent", Usage: "let agents install it outside their maintenance windows"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return fmt.Errorf("publish: want exactly one PATH argument, got %d", c.NArg())
 			}
+			policy, err := policyFlags(c, "rollout", rollout.Policy{Urgent: c.Bool("urgent")})
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
 			cl, err := newAdminClient(c)
 			if err != nil {
 				return err
 			}
-			res, err := cl.PublishAs(c.Context, c.String("keys"), c.String("role"), c.String("channel"), c.String("version"), c.Args().First())
+			res, err := cl.PublishRelease(c.Context, c.String("keys"), c.String("channel"), c.String("version"), c.Args().First(),
+				adminclient.PublishOptions{Role: c.String("role"), Rollout: policy})
 			if err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
@@ -209,7 +221,14 @@ func agentCommand() *cli.Command {
 		Description: "Keeps --install-dir/current (a symlink) pointing at the installed release, whose contents\n" +
 			"equal the published PATH; --install-dir/previous points at the one before.\n" +
 			"--once: one update cycle, then exit 0 if the channel's newest release is installed,\n" +
-			"non-zero otherwise. Without --once: runs until signalled, seeding what it holds.",
+			"non-zero otherwise. Without --once: runs until signalled, seeding what it holds.\n" +
+			"The newest release means the newest one rolled out to this agent by the releases' signed\n" +
+			"rollout policies (percent of the fleet, --ring, paused, yanked). Hooks run with sh -c (cmd /C\n" +
+			"on Windows) in the release's directory, with PEERPATCH_CHANNEL, PEERPATCH_VERSION,\n" +
+			"PEERPATCH_DIR and PEERPATCH_PREVIOUS set; if --post-install or --health-check fails, the agent\n" +
+			"switches back to the release it ran before and does not retry until the policy changes.\n" +
+			"--install-window (e.g. 'Mon-Fri 01:00-05:00', 'daily 22:00-06:00'; repeatable): downloads\n" +
+			"happen any time, the switch only inside a window unless the release is urgent.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "agent state directory `A`"},
 			&cli.StringSliceFlag{Name: "seeder", Required: true, Usage: "seeder base `URL` (repeatable, tried in order)"},
@@ -225,6 +244,13 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "download-rate", Value: "0", Usage: "download cap per second (0 = unlimited)"},
 			&cli.DurationFlag{Name: "fallback-after", Value: 10 * time.Second, Usage: "use web seeds after this long without progress"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "fail a download after this long without progress"},
+			&cli.StringSliceFlag{Name: "ring", Usage: "rollout `ring` this agent belongs to, e.g. canary (repeatable)"},
+			&cli.StringFlag{Name: "pre-install", Usage: "`command` run before switching to a release; if it fails, the switch is not done"},
+			&cli.StringFlag{Name: "post-install", Usage: "`command` run after switching to a release; if it fails, the agent switches back"},
+			&cli.StringFlag{Name: "health-check", Usage: "`command` run after --post-install; if it fails, the agent switches back"},
+			&cli.DurationFlag{Name: "hook-timeout", Value: time.Minute, Usage: "kill a hook (and what it started) after this long; it has failed"},
+			&cli.GenericFlag{Name: "install-window", Value: &windowList{}, Usage: "maintenance window `SPEC` for installs, e.g. 'Mon-Fri 01:00-05:00' (repeatable; default: any time)"},
+			&cli.StringFlag{Name: "timezone", Usage: "IANA time `zone` of --install-window, e.g. Europe/Paris (default: local time)"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -244,7 +270,10 @@ func agentCommand() *cli.Command {
 				TokenFile: c.String("token-file"), CAFile: c.String("ca"), Channel: c.String("channel"), InstallDir: c.String("install-dir"),
 				Once: c.Bool("once"), Interval: c.Duration("interval"), PeerListen: c.String("peer-listen"),
 				UploadRate: up, DownloadRate: down, FallbackAfter: c.Duration("fallback-after"),
-				StallTimeout: c.Duration("stall-timeout"), Logger: log,
+				StallTimeout: c.Duration("stall-timeout"), Rings: c.StringSlice("ring"),
+				PreInstall: c.String("pre-install"), PostInstall: c.String("post-install"), HealthCheck: c.String("health-check"),
+				HookTimeout: c.Duration("hook-timeout"), InstallWindows: c.Generic("install-window").(*windowList).specs,
+				Timezone: c.String("timezone"), Logger: log,
 			})
 		},
 	}
@@ -253,7 +282,7 @@ func agentCommand() *cli.Command {
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
-		Usage: "show the fleet: each agent's channel, installed version and state, and each release",
+		Usage: "show the fleet: each agent's channel, installed version and state, and each release's rollout",
 		Flags: []cli.Flag{
 			seederFlag(),
 			&cli.StringFlag{Name: "keys", Required: true, Usage: "deployment directory `D` (admin token)"},
@@ -272,23 +301,7 @@ func statusCommand() *cli.Command {
 			if c.Bool("json") {
 				return printJSON(c.App.Writer, st)
 			}
-			w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "AGENT\tHOST\tCHANNEL\tINSTALLED\tSTATE\tPROGRESS\tFROM PEERS\tFROM ORIGIN\tLAST REPORT\tERROR")
-			for _, a := range st.Agents {
-				progress := "-"
-				if a.Total > 0 {
-					progress = fmt.Sprintf("%.0f%%", 100*float64(a.Completed)/float64(a.Total))
-				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.Channel,
-					orDash(a.InstalledVersion), a.State, progress, humanize.IBytes(uint64(a.BytesFromPeers)),
-					humanize.IBytes(uint64(a.BytesFromOrigin)), humanize.Time(a.Time), oneLine(a.Error))
-			}
-			fmt.Fprintln(w, "\nCHANNEL\tVERSION\tSIZE\tPEERS\tSEEDERS\tORIGIN SENT\tPUBLISHED")
-			for _, r := range st.Releases {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Channel, r.Version, humanize.IBytes(uint64(r.Length)),
-					r.Peers, r.Seeders, humanize.IBytes(uint64(r.OriginBytes)), r.PublishedAt.Format(time.RFC3339))
-			}
-			return w.Flush()
+			return printStatus(c.App.Writer, st)
 		},
 	}
 }
@@ -326,16 +339,18 @@ func agentsCommand() *cli.Command {
 						}{agents})
 					}
 					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(w, "AGENT\tHOST\tENROLLED\tREVOKED\tINSTALLED\tSTATE\tLAST REPORT")
+					fmt.Fprintln(w, "AGENT\tHOST\tENROLLED\tREVOKED\tCHANNEL\tRINGS\tINSTALLED\tSTATE\tTARGET\tLAST REPORT\tERROR")
 					for _, a := range agents {
-						revoked, installed, state, last := "-", "-", "-", "never"
+						revoked, channel, rings, installed, state, target, last, errText := "-", "-", "-", "-", "-", "-", "never", ""
 						if a.RevokedAt != nil {
 							revoked = a.RevokedAt.Format(time.RFC3339)
 						}
 						if r := a.LastReport; r != nil {
-							installed, state, last = orDash(r.InstalledVersion), r.State, humanize.Time(r.Time)
+							channel, rings, installed, state = r.Channel, orDash(strings.Join(r.Rings, ",")), orDash(r.InstalledVersion), r.State
+							target, last, errText = orDash(r.TargetVersion), humanize.Time(r.Time), oneLine(r.Error)
 						}
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.EnrolledAt.Format(time.RFC3339), revoked, installed, state, last)
+						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.ID, a.Hostname, a.EnrolledAt.Format(time.RFC3339),
+							revoked, channel, rings, installed, state, target, last, errText)
 					}
 					return w.Flush()
 				},

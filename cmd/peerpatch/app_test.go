@@ -75,6 +75,18 @@ func TestHelpAndErrors(t *testing.T) {
 		{name: "bad rate", args: []string{"peerpatch", "seeder", "--data", "x", "--listen", "127.0.0.1:0", "--keys", "y", "--upload-rate", "fast"}, wantErr: "--upload-rate"},
 		{name: "bad log level", args: []string{"peerpatch", "--log-level", "loud", "agent", "--data", "a", "--seeder", "http://127.0.0.1:1", "--trust", "t", "--token-file", "f", "--channel", "c", "--install-dir", "i"}, wantErr: "--log-level"},
 		{name: "publish without path", args: []string{"peerpatch", "publish", "--seeder", "http://127.0.0.1:1", "--keys", "k", "--channel", "c", "--version", "1.0.0"}, wantErr: "PATH"},
+		{name: "rollout help", args: []string{"peerpatch", "rollout", "--help"}, wantOut: "pause"},
+		{name: "yank help", args: []string{"peerpatch", "yank", "--help"}, wantOut: "--rollback"},
+		{name: "publish rollout out of range", args: []string{"peerpatch", "publish", "--seeder", "http://127.0.0.1:1", "--keys", "k", "--channel", "c", "--version", "1.0.0", "--rollout", "101", "p"},
+			wantErr: "publish: --rollout 101: out of range: want 0 to 100"},
+		{name: "publish bad ring", args: []string{"peerpatch", "publish", "--seeder", "http://127.0.0.1:1", "--keys", "k", "--channel", "c", "--version", "1.0.0", "--ring", "A B", "p"},
+			wantErr: `--ring: ring "A B"`},
+		{name: "rollout percent out of range", args: []string{"peerpatch", "rollout", "set", "--seeder", "http://127.0.0.1:1", "--keys", "k", "--channel", "c", "--version", "1.0.0", "--percent", "-5"},
+			wantErr: "rollout set: --percent -5: out of range: want 0 to 100"},
+		{name: "rollout set without percent", args: []string{"peerpatch", "rollout", "set", "--seeder", "http://127.0.0.1:1", "--keys", "k", "--channel", "c", "--version", "1.0.0"},
+			wantErr: `"percent"`},
+		{name: "bad install window", args: []string{"peerpatch", "agent", "--data", "a", "--seeder", "http://127.0.0.1:1", "--trust", "t", "--token-file", "f", "--channel", "c", "--install-dir", "i", "--install-window", "Mon 1am-5am"},
+			wantErr: `invalid install window "Mon 1am-5am"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

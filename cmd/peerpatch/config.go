@@ -7,11 +7,23 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/peerpatch/peerpatch/pkg/config"
+	"github.com/peerpatch/peerpatch/pkg/rollout"
 )
 
 // rateFlags are the flags parsed with rate: a config file's values for them are checked as
 // the file is read, so that a bad one is reported with its file and line.
 var rateFlags = map[string]bool{"upload-rate": true, "download-rate": true}
+
+// flagChecks check, as the file is read, config values of flags whose command checks them only
+// later, so that a bad one is reported with its file and line. (--install-window checks its
+// values itself, as they are set.)
+var flagChecks = map[string]func(string) error{
+	"ring": rollout.ValidRing,
+	"timezone": func(tz string) error {
+		_, err := rollout.ParseSchedule(nil, tz)
+		return err
+	},
+}
 
 // withConfig gives cmd, a daemon command, a --config FILE flag: a YAML file that sets any of
 // its options by flag name (package config; commented examples in configs/). Flags on the
@@ -74,6 +86,8 @@ func flagKind(f cli.Flag) (kind config.Kind, ok bool) {
 		return config.Int, true
 	case *cli.DurationFlag:
 		return config.Duration, true
+	case *cli.GenericFlag: // a repeatable flag whose values keep their commas (windowList)
+		return config.List, true
 	}
 	return 0, false
 }
@@ -93,6 +107,8 @@ func unrequire(f cli.Flag) bool {
 	case *cli.IntFlag:
 		required, usage = &f.Required, &f.Usage
 	case *cli.DurationFlag:
+		required, usage = &f.Required, &f.Usage
+	case *cli.GenericFlag:
 		required, usage = &f.Required, &f.Usage
 	default:
 		return false
@@ -122,6 +138,11 @@ func mergeConfig(c *cli.Context, schema config.Schema) error {
 		for _, v := range s.Values {
 			if rateFlags[s.Key] {
 				if _, err := parseRate(v); err != nil {
+					return file.Errorf(s, err)
+				}
+			}
+			if check := flagChecks[s.Key]; check != nil {
+				if err := check(v); err != nil {
 					return file.Errorf(s, err)
 				}
 			}

@@ -30,6 +30,8 @@ func runRecorded(t *testing.T, args ...string) (map[string]any, error) {
 				switch f.(type) {
 				case *cli.StringSliceFlag:
 					got[name] = c.StringSlice(name)
+				case *cli.GenericFlag:
+					got[name] = c.Generic(name).(*windowList).specs
 				default:
 					got[name] = c.Value(name)
 				}
@@ -142,7 +144,7 @@ func TestConfigFile(t *testing.T) {
 			name:    "unknown key",
 			config:  "data: /var/lib/a\n\nintervall: 1m\n",
 			args:    []string{"agent", "--config", "CONFIG"},
-			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, data, download-rate, fallback-after, install-dir, interval, once, peer-listen, seeder, stall-timeout, token-file, trust, upload-rate)`,
+			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, data, download-rate, fallback-after, health-check, hook-timeout, install-dir, install-window, interval, once, peer-listen, post-install, pre-install, ring, seeder, stall-timeout, timezone, token-file, trust, upload-rate)`,
 		},
 		{
 			name:    "agent key in seeder file",
@@ -180,6 +182,24 @@ func TestConfigFile(t *testing.T) {
 			args:    []string{"agent", "--download-rate", "1MiB", "--config", "CONFIG"},
 			want:    map[string]any{"download-rate bytes/s": int64(1 << 20)},
 			wantErr: "",
+		},
+		{
+			name:    "bad install window",
+			config:  agentYAML + "install-window: [Sat 00:00-24:00, 'Mon-Fri 1am-5am']\n",
+			args:    []string{"agent", "--config", "CONFIG"},
+			wantErr: `line 9: key "install-window": bad value: invalid install window "Mon-Fri 1am-5am"`,
+		},
+		{
+			name:    "bad ring",
+			config:  agentYAML + "ring: Canary\n",
+			args:    []string{"agent", "--config", "CONFIG"},
+			wantErr: `line 9: key "ring": bad value: ring "Canary"`,
+		},
+		{
+			name:    "bad time zone",
+			config:  agentYAML + "timezone: Mars/Olympus\n",
+			args:    []string{"agent", "--config", "CONFIG"},
+			wantErr: `line 9: key "timezone": bad value: time zone "Mars/Olympus"`,
 		},
 		{
 			name:    "missing file",
@@ -258,10 +278,16 @@ func TestConfigParsesLikeFlags(t *testing.T) {
 			flags: []string{"--data", "/a", "--seeder", "https://a.example", "--seeder", "https://b.example", "--trust", "r.json",
 				"--token-file", "t", "--ca", "ca.pem", "--channel", "1.10", "--install-dir", "/i", "--once", "--interval", "1h2m3s",
 				"--peer-listen", "[::]:6881", "--upload-rate", "10MiB", "--download-rate", "1.5GB", "--fallback-after", "1500ms",
-				"--stall-timeout", "90s"},
+				"--stall-timeout", "90s", "--ring", "canary", "--ring", "it", "--pre-install", "systemctl stop app",
+				"--post-install", "systemctl start app", "--health-check", "curl -fs http://localhost:8080/health",
+				"--hook-timeout", "2m30s", "--install-window", "Sat,Sun 00:00-24:00", "--install-window", "Mon-Fri 22:00-06:00",
+				"--timezone", "Europe/Paris"},
 			yaml: "data: /a\nseeder: [https://a.example, https://b.example]\ntrust: r.json\ntoken-file: t\nca: ca.pem\n" +
 				"channel: 1.10\ninstall-dir: /i\nonce: true\ninterval: 1h2m3s\npeer-listen: '[::]:6881'\n" +
-				"upload-rate: 10MiB\ndownload-rate: 1.5GB\nfallback-after: 1500ms\nstall-timeout: 90s\n",
+				"upload-rate: 10MiB\ndownload-rate: 1.5GB\nfallback-after: 1500ms\nstall-timeout: 90s\n" +
+				"ring: [canary, it]\npre-install: systemctl stop app\npost-install: systemctl start app\n" +
+				"health-check: curl -fs http://localhost:8080/health\nhook-timeout: 2m30s\n" +
+				"install-window:\n  - Sat,Sun 00:00-24:00\n  - Mon-Fri 22:00-06:00\ntimezone: Europe/Paris\n",
 		},
 	}
 	for _, tt := range tests {
@@ -411,6 +437,8 @@ func isDefault(f cli.Flag, text string) bool {
 	case *cli.DurationFlag:
 		d, err := time.ParseDuration(text)
 		return err == nil && d == f.Value
+	case *cli.GenericFlag:
+		return text == "[]" && f.Value.String() == ""
 	}
 	return false
 }

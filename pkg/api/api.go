@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/peerpatch/peerpatch/pkg/rollout"
 )
 
 // Paths served by the seeder.
@@ -26,6 +28,7 @@ const (
 	PathDelegate = "/api/v1/delegate" // admin: install a delegated targets role
 	PathPeers    = "/api/v1/peers/"   // agents: GET /api/v1/peers/<ip>: 204 if an enrolled agent announced from ip, else 404
 	PathShare    = "/api/v1/share/"   // agents: POST /api/v1/share/<channel>/<version>: one piece of the origin's (ShareRequest)
+	PathRollout  = "/api/v1/rollout"  // admin: install targets metadata that changes only rollout policies (RolloutRequest)
 )
 
 // Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new
@@ -43,6 +46,13 @@ const (
 	StateInstalling  = "installing"
 	StateInstalled   = "installed"
 	StateFailed      = "failed"
+	// StateRolledBack: the agent went back from TargetVersion to InstalledVersion, because a
+	// hook or the health check failed there or because TargetVersion was yanked with rollback;
+	// Error says why. It stays so until the agent installs another release.
+	StateRolledBack = "rolled_back"
+	// StateWaitingWindow: TargetVersion is downloaded (and seeded) and waits for the agent's
+	// maintenance window, which opens at NextWindow.
+	StateWaitingWindow = "waiting_window"
 )
 
 // Error is the body of every non-2xx answer.
@@ -60,21 +70,31 @@ type Published struct {
 	Pieces   int    `json:"pieces"`
 }
 
-// Report is what an agent tells the seeder about itself.
+// Report is what an agent tells the seeder about itself. The transfer figures (Completed to
+// Uploaded) are those of TargetVersion if set, else of InstalledVersion.
 type Report struct {
-	ID               string    `json:"id"`
-	Hostname         string    `json:"hostname"`
-	Channel          string    `json:"channel"`
-	InstalledVersion string    `json:"installed_version"`
-	State            string    `json:"state"`
-	TargetVersion    string    `json:"target_version,omitempty"`
-	Completed        int64     `json:"completed_bytes"`
-	Total            int64     `json:"total_bytes"`
-	BytesFromPeers   int64     `json:"bytes_from_peers"`
-	BytesFromOrigin  int64     `json:"bytes_from_origin"`
-	Uploaded         int64     `json:"uploaded_bytes"`
-	Error            string    `json:"error,omitempty"`
-	Time             time.Time `json:"time"`
+	ID               string `json:"id"`
+	Hostname         string `json:"hostname"`
+	Channel          string `json:"channel"`
+	InstalledVersion string `json:"installed_version"`
+	State            string `json:"state"`
+	// TargetVersion is the release being downloaded, installed or waited for; with
+	// StateFailed the one that failed; with StateRolledBack the one rolled back from.
+	TargetVersion   string `json:"target_version,omitempty"`
+	Completed       int64  `json:"completed_bytes"`
+	Total           int64  `json:"total_bytes"`
+	BytesFromPeers  int64  `json:"bytes_from_peers"`
+	BytesFromOrigin int64  `json:"bytes_from_origin"`
+	Uploaded        int64  `json:"uploaded_bytes"`
+	Error           string `json:"error,omitempty"`
+	// Rings are the agent's rollout rings (`agent --ring`).
+	Rings []string `json:"rings,omitempty"`
+	// NextWindow, with StateWaitingWindow, is when the agent's next maintenance window opens.
+	NextWindow *time.Time `json:"next_window,omitempty"`
+	// MetadataVersion is the version of the verified snapshot metadata the agent's last
+	// decision was made on (compare Status.MetadataVersion).
+	MetadataVersion int64     `json:"metadata_version,omitempty"`
+	Time            time.Time `json:"time"`
 }
 
 // Release is one published release as the seeder sees it.
@@ -88,12 +108,35 @@ type Release struct {
 	OriginBytes int64 `json:"origin_bytes"`
 	Peers       int   `json:"peers"`
 	Seeders     int   `json:"seeders"`
+	// Rollout is the release's signed rollout policy (rollout.Default() without one);
+	// RolloutError is set, and agents install nothing of it, if that policy is invalid.
+	Rollout      rollout.Policy `json:"rollout"`
+	RolloutError string         `json:"rollout_error,omitempty"`
+	// The fleet by the agents' last reports: Agents follow the release's channel (revoked
+	// ones left out); Targeted of them are in its percent or its rings (the seeder computes
+	// rollout.Bucket as agents do; none if it is yanked); Downloading (or installing) it, Waiting for their
+	// maintenance window with it downloaded, Installed on it, Failed on it, RolledBack from it.
+	Agents      int `json:"agents"`
+	Targeted    int `json:"targeted"`
+	Downloading int `json:"downloading"`
+	Waiting     int `json:"waiting_window"`
+	Installed   int `json:"installed"`
+	Failed      int `json:"failed"`
+	RolledBack  int `json:"rolled_back"`
+	// BytesFromPeers and BytesFromOrigin sum what the agents report having received of the
+	// release; PeerShare is the first over both (0 before any byte).
+	BytesFromPeers  int64   `json:"bytes_from_peers"`
+	BytesFromOrigin int64   `json:"bytes_from_origin"`
+	PeerShare       float64 `json:"peer_share"`
 }
 
 // Status is the fleet view.
 type Status struct {
 	Agents   []Report  `json:"agents"`
 	Releases []Release `json:"releases"`
+	// MetadataVersion is the version of the seeder's current snapshot metadata: an agent whose
+	// report has this MetadataVersion decided on everything published so far.
+	MetadataVersion int64 `json:"metadata_version"`
 }
 
 // ErrorText renders a non-2xx answer for an error message: the seeder's error text if the body
@@ -141,6 +184,29 @@ type DelegateRequest struct {
 	Role     string `json:"role"`
 	Targets  []byte `json:"targets"`
 	RoleMeta []byte `json:"role_meta"`
+}
+
+// RolloutRequest is the body of POST PathRollout: new targets metadata of Role ("" for the
+// top-level targets, else a delegated role), version N+1, signed on the admin's (or CI's)
+// machine, that adds or changes rollout policies and nothing else.
+type RolloutRequest struct {
+	Role     string `json:"role,omitempty"`
+	Metadata []byte `json:"metadata"`
+}
+
+// ReleasePolicy is a release's rollout policy.
+type ReleasePolicy struct {
+	Channel string         `json:"channel"`
+	Version string         `json:"version"`
+	Rollout rollout.Policy `json:"rollout"`
+}
+
+// RolloutResult answers an accepted RolloutRequest (and is the --json output of the rollout
+// and yank commands): the role and version of the new metadata, and the policies it changed.
+type RolloutResult struct {
+	Role            string          `json:"role"`
+	MetadataVersion int64           `json:"metadata_version"`
+	Changed         []ReleasePolicy `json:"changed"`
 }
 
 // RotateResult answers an accepted rotation.

@@ -315,6 +315,22 @@ func PiecesTarget(channel, version string) string {
 	return "releases/" + channel + "/" + version + "/pieces"
 }
 
+// RolloutTarget returns the TUF target name of a release's rollout policy (package rollout):
+// a target of length 0 whose signed custom field holds the policy.
+func RolloutTarget(channel, version string) string {
+	return "releases/" + channel + "/" + version + "/rollout"
+}
+
+// ParseTarget splits a target name "releases/<channel>/<version>/<kind>" with a valid channel
+// and version; ok is false for any other name.
+func ParseTarget(name string) (channel, version, kind string, ok bool) {
+	parts := strings.Split(name, "/")
+	if len(parts) != 4 || parts[0] != "releases" || checkChannel(parts[1]) != nil || checkVersion(parts[2]) != nil {
+		return "", "", "", false
+	}
+	return parts[1], parts[2], parts[3], true
+}
+
 // EncodePieces concatenates the digests.
 func EncodePieces(d []verify.Digest) []byte {
 	b := make([]byte, 0, len(d)*len(verify.Digest{}))

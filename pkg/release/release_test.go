@@ -492,3 +492,25 @@ func writeFile(t *testing.T, dir, name string, data []byte) string {
 	}
 	return p
 }
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		name                   string
+		channel, version, kind string
+		ok                     bool
+	}{
+		{name: RolloutTarget("stable", "1.2.0"), channel: "stable", version: "1.2.0", kind: "rollout", ok: true},
+		{name: BundleTarget("beta", "v2.0.0-rc.1"), channel: "beta", version: "v2.0.0-rc.1", kind: "bundle", ok: true},
+		{name: "releases/stable/latest/rollout"},
+		{name: "releases/Stable/1.0.0/rollout"},
+		{name: "releases/stable/1.0.0"},
+		{name: "releases/stable/1.0.0/rollout/x"},
+		{name: "other/stable/1.0.0/rollout"},
+	}
+	for _, tt := range tests {
+		ch, v, kind, ok := ParseTarget(tt.name)
+		if ch != tt.channel || v != tt.version || kind != tt.kind || ok != tt.ok {
+			t.Errorf("ParseTarget(%q) = %q %q %q %v", tt.name, ch, v, kind, ok)
+		}
+	}
+}

@@ -175,6 +175,21 @@ func (c *Client) Targets() []Target {
 	return slices.Clone(c.targets)
 }
 
+// SnapshotVersion is the version of the snapshot metadata of the last successful Refresh (0
+// before one). The seeder signs a new snapshot for every change of any targets metadata, so it
+// says which decisions of the repository a client has seen.
+func (c *Client) SnapshotVersion() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.up == nil {
+		return 0
+	}
+	if s := c.up.GetTrustedMetadataSet().Snapshot; s != nil {
+		return s.Signed.Version
+	}
+	return 0
+}
+
 // Download fetches target name (as of the last successful Refresh), verifies
 // its length and SHA-256 and returns its bytes. Verified files are cached
 // under MetadataDir/targets.

@@ -205,7 +205,7 @@ func (r *Repo) Delegate(role string, targetsJSON, roleJSON []byte, now time.Time
 	if !sameTargets(r.targets.Signed.Targets, t.Signed.Targets) {
 		return fmt.Errorf("delegate: targets metadata changes targets: %w", ErrTargetChanged)
 	}
-	m, err := r.verifyRole(t, role, roleJSON, now)
+	m, err := r.verifyRole(t, role, roleJSON, now, nil)
 	if err != nil {
 		return fmt.Errorf("delegate: %w", err)
 	}
@@ -216,8 +216,10 @@ func (r *Repo) Delegate(role string, targetsJSON, roleJSON []byte, now time.Time
 }
 
 // verifyRole parses and verifies delegated targets metadata of role under targets: its
-// signatures, expiry, and that each of its targets is inside the role's paths.
-func (r *Repo) verifyRole(targets *metadata.Metadata[metadata.TargetsType], role string, b []byte, now time.Time) (*metadata.Metadata[metadata.TargetsType], error) {
+// signatures, expiry, that each of its targets is inside the role's paths, and that it adds or
+// changes no target the top-level targets list (those of kept, the role's current targets,
+// that it keeps unchanged may be listed by both: the top-level targets took one over).
+func (r *Repo) verifyRole(targets *metadata.Metadata[metadata.TargetsType], role string, b []byte, now time.Time, kept map[string]*metadata.TargetFiles) (*metadata.Metadata[metadata.TargetsType], error) {
 	dr, err := delegatedRole(targets, role)
 	if err != nil {
 		return nil, err
@@ -239,7 +241,7 @@ func (r *Repo) verifyRole(targets *metadata.Metadata[metadata.TargetsType], role
 		if ok, _ := dr.IsDelegatedPath(name); !ok {
 			return nil, fmt.Errorf("verify %s metadata: %q (role paths %q): %w", role, name, dr.Paths, ErrOutsidePaths)
 		}
-		if _, ok := targets.Signed.Targets[name]; ok {
+		if _, ok := targets.Signed.Targets[name]; ok && (kept[name] == nil || !sameFile(kept[name], m.Signed.Targets[name])) {
 			return nil, fmt.Errorf("verify %s metadata: %q is a top-level target: %w", role, name, ErrTargetExists)
 		}
 	}
@@ -256,7 +258,7 @@ func (r *Repo) PublishDelegated(role string, signedRole []byte, now time.Time) (
 	if !ok {
 		return nil, fmt.Errorf("publish %s targets: no such delegated role: %w", role, ErrNotFound)
 	}
-	m, err := r.verifyRole(r.targets, role, signedRole, now)
+	m, err := r.verifyRole(r.targets, role, signedRole, now, cur.Signed.Targets)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s targets: %w", role, err)
 	}

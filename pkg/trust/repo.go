@@ -134,7 +134,9 @@ func (r *Repo) load() error {
 	return nil
 }
 
-// allTargets lists the targets of the top-level and the delegated roles in name order.
+// allTargets lists the targets of the top-level and the delegated roles in name order. A name
+// both list (the top-level targets took a delegated role's target over, such as an admin's
+// rollout policy for a CI release) is the top-level one, as agents resolve it.
 func (r *Repo) allTargets() ([]Target, error) {
 	list, err := toTargets(r.targets.Signed.Targets)
 	if err != nil {
@@ -145,7 +147,11 @@ func (r *Repo) allTargets() ([]Target, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s.json: %w", name, err)
 		}
-		list = append(list, l...)
+		for _, t := range l {
+			if _, top := r.targets.Signed.Targets[t.Name]; !top {
+				list = append(list, t)
+			}
+		}
 	}
 	slices.SortFunc(list, func(a, b Target) int { return strings.Compare(a.Name, b.Name) })
 	return list, nil
@@ -328,6 +334,13 @@ func (r *Repo) Refresh(now time.Time) (bool, error) {
 	}
 	r.snapshot, r.timestamp = snap, ts
 	return true, nil
+}
+
+// SnapshotVersion is the version of the current snapshot metadata.
+func (r *Repo) SnapshotVersion() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snapshot.Signed.Version
 }
 
 // Targets returns the current targets in name order.

@@ -1,8 +1,9 @@
 // Package trust holds all of peerpatch's use of The Update Framework (TUF,
 // via go-tuf v2): creating a deployment's keys and root metadata (Init),
-// publishing targets (AddTargets), the seeder's repository that signs
-// snapshot and timestamp metadata with online keys (Repo), and the agent's
-// verifying client (Client).
+// publishing targets (AddTargets), amending them (SetTargets, Repo.Amend: how
+// rollout policies change), the seeder's repository that signs snapshot and
+// timestamp metadata with online keys (Repo), and the agent's verifying client
+// (Client).
 package trust
 
 import (
@@ -62,6 +63,8 @@ var (
 	ErrForbidden = errors.New("the server denied access (revoked?)")
 	// ErrHashMismatch means a downloaded target does not match its signed length and SHA-256.
 	ErrHashMismatch = errors.New("target does not match its signed length and hash")
+	// ErrNoChange means new targets metadata changes no target.
+	ErrNoChange = errors.New("no target changed")
 )
 
 // Target is one TUF target file entry.

@@ -1,6 +1,7 @@
 // Package adminclient is the admin side of a seeder's API: publishing a release (hashing it,
 // building its torrent, signing it into TUF targets with the deployment's targets key, and
-// streaming it to the seeder) and reading the fleet status.
+// streaming it to the seeder), changing rollout policies (signed here too), and reading the
+// fleet status.
 package adminclient
 
 import (
@@ -21,14 +22,20 @@ import (
 	"github.com/peerpatch/peerpatch/pkg/api"
 	"github.com/peerpatch/peerpatch/pkg/deploy"
 	"github.com/peerpatch/peerpatch/pkg/release"
+	"github.com/peerpatch/peerpatch/pkg/rollout"
 	"github.com/peerpatch/peerpatch/pkg/swarm"
 	"github.com/peerpatch/peerpatch/pkg/trust"
 	"github.com/peerpatch/peerpatch/pkg/verify"
 	"github.com/peerpatch/peerpatch/seeder"
 )
 
-// ErrVersionOrder: the version is not above the channel's current one.
-var ErrVersionOrder = errors.New("version must be greater than the channel's current version")
+// Sentinel errors.
+var (
+	// ErrVersionOrder: the version is not above the channel's current one.
+	ErrVersionOrder = errors.New("version must be greater than the channel's current version")
+	// ErrUnknownRelease: the seeder's metadata lists no such release.
+	ErrUnknownRelease = errors.New("unknown release")
+)
 
 // Client talks to one seeder with the admin token.
 type Client struct {
@@ -66,6 +73,25 @@ func (c *Client) Publish(ctx context.Context, keysDir, channel, version, path st
 // else a delegated role such as ci, whose metadata is signed with keysDir/keys/<role>.pem. The
 // seeder refuses a release outside the paths delegated to the role.
 func (c *Client) PublishAs(ctx context.Context, keysDir, role, channel, version, path string) (*api.Published, error) {
+	return c.PublishRelease(ctx, keysDir, channel, version, path, PublishOptions{Role: role, Rollout: rollout.Default()})
+}
+
+// PublishOptions are the optional parts of a publish.
+type PublishOptions struct {
+	// Role signs as a delegated role (see PublishAs); "" with the targets key.
+	Role string
+	// Rollout is the release's rollout policy, signed with it as the target
+	// releases/<channel>/<version>/rollout unless it is rollout.Default() (a release without
+	// one is rolled out to everyone).
+	Rollout rollout.Policy
+}
+
+// PublishRelease is Publish with options.
+func (c *Client) PublishRelease(ctx context.Context, keysDir, channel, version, path string, opts PublishOptions) (*api.Published, error) {
+	role := opts.Role
+	if err := opts.Rollout.Validate(); err != nil {
+		return nil, err
+	}
 	if err := release.ValidChannel(channel); err != nil {
 		return nil, fmt.Errorf("--channel: %w", err)
 	}
@@ -113,6 +139,13 @@ func (c *Client) PublishAs(ctx context.Context, keysDir, role, channel, version,
 	add := []trust.Target{
 		{Name: release.BundleTarget(channel, version), Length: layout.Length, SHA256: layout.SHA256, Custom: custom},
 		{Name: release.PiecesTarget(channel, version), Length: int64(len(pieces)), SHA256: verify.Sum(pieces)},
+	}
+	if !opts.Rollout.IsDefault() {
+		t, err := policyTarget(channel, version, opts.Rollout)
+		if err != nil {
+			return nil, err
+		}
+		add = append(add, t)
 	}
 	var signed []byte
 	if role == "" {
