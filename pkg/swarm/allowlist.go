@@ -33,23 +33,30 @@ const (
 // refused at once (the library asks under its lock, so the answer cannot wait), but the
 // address is asked about in the background; once the tracker confirms it, the caller's next
 // attempt (it re-announces and redials within seconds) gets in.
+//
+// It also holds the bans: a peer that sent corrupt blocks (see blame) is refused for good.
 type allowlist struct {
-	allow func(netip.Addr) bool                           // may be nil
-	check func(context.Context, netip.Addr) (bool, error) // may be nil
-	log   *slog.Logger
-	now   func() time.Time
-	queue chan netip.Addr
+	// restrict refuses every address not known; without it, only banned ones are refused.
+	restrict bool
+	allow    func(netip.Addr) bool                           // may be nil
+	check    func(context.Context, netip.Addr) (bool, error) // may be nil
+	log      *slog.Logger
+	now      func() time.Time
+	queue    chan netip.Addr
 
 	mu       sync.Mutex
 	known    map[netip.Addr]time.Time // allowed until
 	asked    map[netip.Addr]time.Time // last question about an unknown address
+	banned   map[netip.Addr]bool      // peers that sent corrupt data (see blame)
 	newcomer chan struct{}            // closed and replaced when the tracker confirms a caller
 }
 
 var _ iplist.Ranger = (*allowlist)(nil)
 
-func newAllowlist(allow func(netip.Addr) bool, check func(context.Context, netip.Addr) (bool, error), log *slog.Logger) *allowlist {
+func newAllowlist(restrict bool, allow func(netip.Addr) bool, check func(context.Context, netip.Addr) (bool, error), log *slog.Logger) *allowlist {
 	return &allowlist{
+		restrict: restrict,
+		banned:   make(map[netip.Addr]bool),
 		allow:    allow,
 		check:    check,
 		log:      log,
@@ -98,12 +105,15 @@ func (a *allowlist) Lookup(ip net.IP) (iplist.Range, bool) {
 }
 
 func (a *allowlist) allowed(addr netip.Addr) bool {
-	if a.allow != nil && a.allow(addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.banned[addr] {
+		return false
+	}
+	if !a.restrict || a.allow != nil && a.allow(addr) {
 		return true
 	}
 	now := a.now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if until, ok := a.known[addr]; ok {
 		if now.Before(until) {
 			return true
@@ -153,6 +163,14 @@ func (a *allowlist) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ban refuses addr from now on, whatever a tracker says of it.
+func (a *allowlist) ban(addr netip.Addr) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.banned[addr] = true
+	delete(a.known, addr)
 }
 
 // NumRanges is not meaningful for an allowlist.

@@ -239,7 +239,7 @@ func TestAllowlistQuestions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := &fakeClock{t: time.Unix(1e9, 0)}
 			tr := &fakeTracker{known: map[netip.Addr]bool{netip.MustParseAddr(member): true}}
-			a := newAllowlist(nil, tr.check, slog.New(slog.DiscardHandler))
+			a := newAllowlist(true, nil, tr.check, slog.New(slog.DiscardHandler))
 			a.now = clock.now
 			tc.run(t, a, clock, tr)
 		})
@@ -247,7 +247,7 @@ func TestAllowlistQuestions(t *testing.T) {
 }
 
 func TestAllowlistAllowFunc(t *testing.T) {
-	a := newAllowlist(func(ip netip.Addr) bool { return ip == netip.MustParseAddr("127.0.0.9") }, nil, slog.New(slog.DiscardHandler))
+	a := newAllowlist(true, func(ip netip.Addr) bool { return ip == netip.MustParseAddr("127.0.0.9") }, nil, slog.New(slog.DiscardHandler))
 	if blocked(a, "127.0.0.9") {
 		t.Fatal("address AllowPeer approves was refused")
 	}

@@ -152,7 +152,7 @@ func (t *Torrent) announceOnce(ctx context.Context, trackerURL string, event tra
 	peers := make([]torrent.PeerInfo, 0, len(res.Peers.List)+len(res.Peers6))
 	add := func(ip net.IP, port int) {
 		peers = append(peers, torrent.PeerInfo{Addr: &net.TCPAddr{IP: ip, Port: port}, Source: torrent.PeerSourceTracker})
-		if t.c.peers != nil {
+		if t.c.cfg.RestrictPeers {
 			t.c.peers.learn(ip)
 		}
 	}

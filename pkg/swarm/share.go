@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/anacrolix/torrent"
 	"golang.org/x/time/rate"
 
 	"github.com/peerpatch/peerpatch/pkg/verify"
@@ -70,17 +71,50 @@ func (t *Torrent) WritePiece(ctx context.Context, i int, data []byte) error {
 		t.pieceFailed(i)
 		return &PieceError{Piece: i, Files: t.m.FilesOfPiece(i)}
 	}
+	// Peers' chunks of the piece would land in the same place as these bytes: stop asking
+	// peers for it while it is written. Chunks already on their way may still land (a
+	// corrupt peer's among them), so write again, the data is known good, until it verifies.
 	p := t.t.Piece(i)
-	if _, err := p.Storage().WriteAt(data, 0); err != nil {
-		t.writeFailed(err)
-		return fmt.Errorf("store piece %d: %w", i, err)
-	}
+	p.SetPriority(torrent.PiecePriorityNone)
+	defer func() {
+		if !t.t.PieceState(i).Complete {
+			p.SetPriority(torrent.PiecePriorityNormal)
+		}
+	}()
 	t.fromOrigin.Add(int64(len(data)))
-	if err := p.VerifyDataContext(ctx); err != nil {
-		return fmt.Errorf("check piece %d: %w", i, err)
+	for range writeAttempts {
+		if _, err := p.Storage().WriteAt(data, 0); err != nil {
+			t.writeFailed(err)
+			return &storeError{fmt.Errorf("store piece %d: %w", i, err)}
+		}
+		if err := p.VerifyDataContext(ctx); err != nil {
+			return fmt.Errorf("check piece %d: %w", i, err)
+		}
+		if t.settled(ctx, i) {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("piece %d from the origin: overwritten by peers' chunks %d times", i, writeAttempts)
 }
+
+// settled waits until the library has recorded the outcome of piece i's check (it counts
+// the check before it marks the piece) and reports whether the piece is complete.
+func (t *Torrent) settled(ctx context.Context, i int) bool {
+	for {
+		st := t.t.PieceState(i)
+		if st.Complete || !st.Hashing && !st.QueuedForHash && !st.Marking {
+			return st.Complete
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// writeAttempts bounds the writes of one origin piece that peers' late chunks spoil.
+const writeAttempts = 4
 
 // missing lists the pieces not verified yet.
 func (t *Torrent) missing() []int {
@@ -98,8 +132,8 @@ func (t *Torrent) missing() []int {
 }
 
 // shares pulls the agent's share from the origin with shareWorkers parallel requests, until
-// the origin has no unassigned piece left, the torrent is complete or ctx ends. It closes done
-// when it stops.
+// the origin has no unassigned piece left (or cannot be reached), the torrent is complete or
+// ctx ends. It closes done when it stops.
 func (t *Torrent) shares(ctx context.Context, share ShareFunc, done chan<- struct{}) {
 	defer close(done)
 	var wg sync.WaitGroup
@@ -108,18 +142,7 @@ func (t *Torrent) shares(ctx context.Context, share ShareFunc, done chan<- struc
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && !t.Complete() {
-				err := t.pullShare(ctx, share, nil)
-				if errors.Is(err, ErrShareBusy) {
-					select {
-					case <-ctx.Done():
-					case <-time.After(shareRetry + rand.N(shareRetry)):
-					}
-					continue
-				}
-				if err != nil {
-					if !errors.Is(err, ErrNoShare) && ctx.Err() == nil {
-						t.c.log.Debug("origin share stopped", "infohash", t.m.InfoHash, "err", err)
-					}
+				if !t.pullShare(ctx, share, nil) {
 					return
 				}
 			}
@@ -128,17 +151,76 @@ func (t *Torrent) shares(ctx context.Context, share ShareFunc, done chan<- struc
 	wg.Wait()
 }
 
-// pullShare asks the origin for one piece and stores it.
-func (t *Torrent) pullShare(ctx context.Context, share ShareFunc, want []int) error {
-	i, data, err := share(ctx, want)
-	if err != nil {
-		return err
+// rescue asks the origin, one after another, for pieces the agent lacks that no connected
+// peer has: the agent the origin gave them to may be gone, or may have been banned. With
+// stalled set (no progress for rescueAfter), it asks for any piece it lacks, once.
+func (t *Torrent) rescue(ctx context.Context, share ShareFunc, stalled bool) {
+	for ctx.Err() == nil && !t.Complete() {
+		want := t.lacking()
+		if len(want) == 0 && stalled {
+			want, stalled = t.missing(), false
+		}
+		if len(want) == 0 || !t.pullShare(ctx, share, want) {
+			return
+		}
 	}
-	if err := t.WritePiece(ctx, i, data); err != nil {
-		return err
-	}
-	return pace(ctx, t.c.download, len(data))
 }
+
+// lacking lists the pieces not verified yet that no connected peer claims to have.
+func (t *Torrent) lacking() []int {
+	conns := t.t.PeerConns()
+	var out []int
+	for _, i := range t.missing() {
+		held := false
+		for _, pc := range conns {
+			if pc.PeerPieces().Contains(uint32(i)) {
+				held = true
+				break
+			}
+		}
+		if !held {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// pullShare asks the origin for one piece and stores it. It reports whether to go on: not when
+// the origin has nothing to hand out or cannot be reached, nor when the piece cannot be stored.
+// A piece that fails verification is counted and logged, and asked for again later.
+func (t *Torrent) pullShare(ctx context.Context, share ShareFunc, want []int) bool {
+	i, data, err := share(ctx, want)
+	switch {
+	case errors.Is(err, ErrShareBusy):
+		select {
+		case <-ctx.Done():
+		case <-time.After(shareRetry + rand.N(shareRetry)):
+		}
+		return true
+	case errors.Is(err, ErrNoShare):
+		return false
+	case err != nil:
+		if ctx.Err() == nil {
+			t.c.log.Info("cannot get pieces from the origin", "infohash", t.m.InfoHash, "err", err)
+		}
+		return false
+	}
+	err = t.WritePiece(ctx, i, data)
+	var store *storeError
+	if errors.As(err, &store) {
+		return false
+	}
+	if err != nil && ctx.Err() == nil {
+		t.c.log.Debug("origin piece not stored", "infohash", t.m.InfoHash, "piece", i, "err", err)
+	}
+	return pace(ctx, t.c.download, len(data)) == nil
+}
+
+// storeError is a failure to write received data (a full disk): Download reports it.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
 
 // pace waits until the limiter (nil: unlimited) allows n more bytes, so that the next request
 // keeps the average under the cap.

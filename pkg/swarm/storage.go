@@ -148,6 +148,7 @@ func (p *verifiedPiece) SelfHash() (metainfo.Hash, error) {
 	if !p.v1.Ok {
 		return metainfo.Hash{}, fmt.Errorf("piece %d: torrent has no v1 piece hash", p.index)
 	}
+	p.e.pieceVerified(p.index, *buf)
 	var h metainfo.Hash
 	copy(h[:], p.v1.Value)
 	return h, nil

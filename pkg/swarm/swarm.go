@@ -113,7 +113,7 @@ type Client struct {
 
 	upload   *rate.Limiter // nil when unlimited
 	download *rate.Limiter // nil when unlimited; also paces origin shares
-	peers    *allowlist    // nil unless RestrictPeers
+	peers    *allowlist    // who may connect: tracker-known peers (RestrictPeers), never banned ones
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -189,10 +189,8 @@ func New(cfg Config) (*Client, error) {
 		c.download = rate.NewLimiter(rate.Limit(cfg.DownloadRate), burst(cfg.DownloadRate))
 		tc.DownloadRateLimiter = c.download
 	}
-	if cfg.RestrictPeers {
-		c.peers = newAllowlist(cfg.AllowPeer, cfg.CheckPeer, cfg.Logger)
-		tc.IPBlocklist = c.peers
-	}
+	c.peers = newAllowlist(cfg.RestrictPeers, cfg.AllowPeer, cfg.CheckPeer, cfg.Logger)
+	tc.IPBlocklist = c.peers
 	tc.Callbacks.CompletedHandshake = c.onHandshake
 	tc.Callbacks.PeerConnClosed = c.onConnClosed
 	tc.Callbacks.ReceivedUsefulData = append(tc.Callbacks.ReceivedUsefulData, c.onUsefulData)
@@ -204,7 +202,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c.cl = cl
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	if c.peers != nil && cfg.CheckPeer != nil {
+	if cfg.RestrictPeers && cfg.CheckPeer != nil {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
@@ -269,8 +267,30 @@ func (c *Client) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 	}
 	if origin {
 		t.fromOrigin.Add(n)
-	} else {
-		t.fromPeers.Add(n)
+		return
+	}
+	t.fromPeers.Add(n)
+	if ip, ok := peerIP(ev.Peer); ok {
+		t.blame.record(int(ev.Message.Index), int64(ev.Message.Begin), ip, ev.Message.Piece)
+	}
+}
+
+// ban refuses a peer that sent corrupt blocks from now on and drops its connections.
+func (c *Client) ban(ip netip.Addr, t *Torrent, piece int) {
+	c.log.Warn("banned a peer that sent corrupt data", "peer", ip, "infohash", t.m.InfoHash, "piece", piece)
+	c.peers.ban(ip)
+	c.mu.Lock()
+	torrents := make([]*Torrent, 0, len(c.torrents))
+	for _, t := range c.torrents {
+		torrents = append(torrents, t)
+	}
+	c.mu.Unlock()
+	for _, t := range torrents {
+		for _, pc := range t.t.PeerConns() {
+			if addr, ok := peerIP(&pc.Peer); ok && addr == ip {
+				pc.Close()
+			}
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package swarm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -37,6 +36,8 @@ type entry struct {
 	dir         string
 	pieces      []verify.Digest
 	pieceFailed func(int)
+	// pieceVerified gets the bytes of a piece that passed, while the storage still holds them.
+	pieceVerified func(int, []byte)
 	// checking is set while Add waits for the check of the data already on disk, whose
 	// failures are expected (missing or partial pieces) and blame nobody.
 	checking atomic.Bool
@@ -68,6 +69,7 @@ type Torrent struct {
 	webSeeds []string
 	trackers []string
 	pieces   []verify.Digest // signed SHA-256 of each piece
+	blame    *blame          // who sent which block of unverified pieces
 
 	fromOrigin, fromPeers atomic.Int64
 	badPieces             atomic.Int64
@@ -99,9 +101,9 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("add torrent %s: %w", spec.Manifest.InfoHash, err)
 	}
-	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers, pieces: spec.Pieces,
+	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers, pieces: spec.Pieces, blame: newBlame(),
 		done: make(chan struct{}), wrote: make(chan struct{}, 1)}
-	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed}
+	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed, pieceVerified: t.pieceVerified}
 	e.checking.Store(true)
 
 	c.mu.Lock()
@@ -149,6 +151,15 @@ func (t *Torrent) pieceFailed(i int) {
 	t.lastBad = pe
 	t.mu.Unlock()
 	t.c.log.Warn("piece failed verification", "infohash", t.m.InfoHash, "piece", i, "files", pe.Files)
+}
+
+// pieceVerified bans the peers whose blocks of piece i differ from its verified bytes. The
+// storage calls it from the library's hashing, so the bans (which take the library's lock to
+// drop connections) happen on their own goroutine.
+func (t *Torrent) pieceVerified(i int, data []byte) {
+	for _, ip := range t.blame.verified(i, data) {
+		go t.c.ban(ip, t, i)
+	}
 }
 
 // awaitChecked waits until the library has checked the data already on disk (pieces whose
@@ -284,6 +295,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	defer cancel()
 	var sharing chan struct{} // closed when the origin has handed out every piece
 	rescuing := make(chan struct{}, 1)
+	var shareDone time.Time // when the origin was first seen to have handed every piece out
 	if opts.Share != nil {
 		sharing = make(chan struct{})
 		go t.shares(ctx, opts.Share, sharing)
@@ -317,16 +329,18 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			last, lastProgress = done, now
 		}
 		idle := now.Sub(lastProgress)
-		if sharing != nil && idle >= rescueAfter && closed(sharing) {
+		// Once the origin has handed every piece out (and the last shares had time to land
+		// and be announced), pieces nobody has come from the origin again.
+		if sharing != nil && closed(sharing) && shareDone.IsZero() {
+			shareDone = now
+		}
+		if !shareDone.IsZero() && now.Sub(shareDone) >= rescueAfter {
 			select {
 			case rescuing <- struct{}{}:
-				// The pieces left may have gone with an agent that held them alone.
-				go func() {
+				go func(stalled bool) {
 					defer func() { <-rescuing }()
-					if err := t.pullShare(ctx, opts.Share, t.missing()); err != nil && !errors.Is(err, ErrNoShare) && ctx.Err() == nil {
-						t.c.log.Debug("origin rescue failed", "infohash", t.m.InfoHash, "err", err)
-					}
-				}()
+					t.rescue(ctx, opts.Share, stalled)
+				}(idle >= rescueAfter)
 			default: // one rescue at a time
 			}
 		}
