@@ -93,8 +93,13 @@ type Agent struct {
 	token    deploy.Token // the fleet enrolment token
 	swarm    *swarm.Client
 
-	mu       sync.Mutex
-	torrents map[string]*swarm.Torrent // by version
+	mu          sync.Mutex
+	torrents    map[string]*swarm.Torrent // by version
+	downloading download                  // the release being (or last) downloaded, for metrics
+	retired     retired                   // transfer figures of dropped torrents, for metrics
+
+	meters  *meters
+	metrics *metricsServer // nil without --metrics-listen
 
 	metadataVersion atomic.Int64 // snapshot version of the last verified metadata, for reports
 }
@@ -114,6 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		a.meters.cycle(err)
 		if cfg.Once {
 			return err
 		}
@@ -163,6 +169,13 @@ func open(cfg Config) (a *Agent, err error) {
 	if a.id, err = a.identity(); err != nil {
 		return nil, err
 	}
+	a.meters = newMeters(a)
+	a.meters.setInstalled(a.getString(keyInstalled + cfg.Channel))
+	if cfg.MetricsListen != "" {
+		if a.metrics, err = serveMetrics(cfg.MetricsListen, a.meters.reg, a); err != nil {
+			return nil, err
+		}
+	}
 	a.hostname, _ = os.Hostname()
 	base, err := api.NewTransport(cfg.CAFile)
 	if err != nil {
@@ -209,6 +222,9 @@ func open(cfg Config) (a *Agent, err error) {
 }
 
 func (a *Agent) close() {
+	if a.metrics != nil {
+		a.metrics.close()
+	}
 	if a.swarm != nil {
 		a.swarm.Close()
 	}
@@ -572,6 +588,10 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	}
 	start := t.Stats()
 	log.Info("downloading", "bytes", start.Total, "verifiedAlready", start.Completed)
+	a.mu.Lock()
+	a.downloading = download{version: m.Version, t: t}
+	a.mu.Unlock()
+	began := time.Now()
 	var lastReport time.Time
 	err = t.Download(ctx, swarm.DownloadOptions{
 		FallbackAfter: a.cfg.FallbackAfter,
@@ -588,6 +608,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	if err != nil {
 		return nil, err
 	}
+	a.meters.downloadTime.Observe(time.Since(began).Seconds())
 	st := t.Stats()
 	log.Info("downloaded", "received", st.FromPeers+st.FromOrigin, "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "wasted", st.Wasted)
 	return t, nil
@@ -636,6 +657,7 @@ func (a *Agent) report(ctx context.Context, r api.Report) {
 		r.MetadataVersion = a.metadataVersion.Load()
 	}
 	r.InstalledVersion = a.getString(keyInstalled + a.cfg.Channel)
+	a.meters.report(&r)
 	body, _ := json.Marshal(r)
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -668,6 +690,10 @@ func (a *Agent) prune() {
 	for v, t := range a.torrents {
 		if keep[v] {
 			continue
+		}
+		a.retired.add(t.Stats())
+		if a.downloading.t == t {
+			a.downloading = download{}
 		}
 		t.Drop()
 		delete(a.torrents, v)

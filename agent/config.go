@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -67,6 +68,9 @@ type Config struct {
 	InstallWindows []string
 	// Timezone (--timezone) is the IANA time zone of InstallWindows ("" = local time).
 	Timezone string
+	// MetricsListen (--metrics-listen) is the HOST:PORT where the agent serves Prometheus
+	// metrics at /metrics, without authentication; "" serves none.
+	MetricsListen string
 	// Clock returns the current time for InstallWindows (default time.Now); tests set it.
 	Clock func() time.Time
 	// Logger receives the agent's logs.
@@ -120,6 +124,11 @@ func (c *Config) validate() error {
 	var err error
 	if c.schedule, err = rollout.ParseSchedule(c.InstallWindows, c.Timezone); err != nil {
 		return fmt.Errorf("--install-window/--timezone: %w", err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen %q: want HOST:PORT: %w", c.MetricsListen, err)
+		}
 	}
 	if c.Clock == nil {
 		c.Clock = time.Now

@@ -36,6 +36,7 @@ func newTestAgent(t *testing.T) *Agent {
 		t.Fatal(err)
 	}
 	a := &Agent{cfg: cfg, log: discard, db: db}
+	a.meters = newMeters(a)
 	t.Cleanup(func() { a.db.Close() })
 	return a
 }
@@ -187,11 +188,12 @@ func keys(m map[string]string) []string {
 	return ks
 }
 
-// assertLink checks that InstallDir/name is a symlink to releases/<version> that resolves.
+// assertLink checks that InstallDir/name is a link (a junction on Windows) to
+// releases/<version> that resolves.
 func assertLink(t *testing.T, a *Agent, name, version string) {
 	t.Helper()
 	p := filepath.Join(a.cfg.InstallDir, name)
-	got, err := os.Readlink(p)
+	got, err := readLink(a.cfg.InstallDir, name)
 	if err != nil {
 		t.Fatalf("readlink %s: %v", name, err)
 	}

@@ -19,7 +19,8 @@ import (
 	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
-// Names inside InstallDir.
+// Names inside InstallDir. current and previous are symbolic links, relative to InstallDir;
+// on Windows, directory junctions (see install_windows.go).
 const (
 	releasesSub   = "releases" // releases/<version>/: installed copies
 	currentLink   = "current"  // → releases/<version>
@@ -42,6 +43,7 @@ func (a *Agent) install(ctx context.Context, m *release.Manifest, bundle trust.T
 // if it still verifies, so no swarm copy is needed then. rollback marks a switch back from a
 // yanked release: previous is then removed rather than pointed at the yanked one.
 func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust.Target, rollback bool, log *slog.Logger) error {
+	began := time.Now()
 	dir := a.cfg.InstallDir
 	releases := filepath.Join(dir, releasesSub)
 	if err := os.MkdirAll(releases, 0o755); err != nil {
@@ -80,8 +82,8 @@ func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust
 	if err := a.hook(ctx, hookPreInstall, a.cfg.PreInstall, env, log); err != nil {
 		return err
 	}
-	prev, _ := os.Readlink(filepath.Join(dir, currentLink))
-	oldPrevious, _ := os.Readlink(filepath.Join(dir, previousLink))
+	prev, _ := readLink(dir, currentLink)
+	oldPrevious, _ := readLink(dir, previousLink)
 	target := filepath.Join(releasesSub, m.Version)
 	if err := switchLink(dir, currentLink, target); err != nil {
 		return err
@@ -100,7 +102,7 @@ func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust
 		}
 		previous = filepath.Base(prev)
 	default:
-		if l, err := os.Readlink(filepath.Join(dir, previousLink)); err == nil {
+		if l, err := readLink(dir, previousLink); err == nil {
 			if _, err := os.Stat(filepath.Join(dir, l)); err == nil {
 				previous = filepath.Base(l)
 			}
@@ -131,6 +133,7 @@ func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust
 			to = filepath.Base(cur)
 		}
 		log.Warn("switched back", "to", to, "err", err)
+		a.meters.rollbacks.Inc()
 		return fmt.Errorf("%w (%w to %s)", err, ErrRolledBack, to)
 	}
 	err = a.db.Update(store.State, func(_, put func(string, any) error) error {
@@ -143,6 +146,11 @@ func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust
 	})
 	if err != nil {
 		return err
+	}
+	a.meters.installs.Inc()
+	a.meters.installTime.Observe(time.Since(began).Seconds())
+	if rollback {
+		a.meters.rollbacks.Inc()
 	}
 	a.removeOldInstalls(m.Version, previous)
 	return nil
@@ -184,24 +192,11 @@ func (a *Agent) entries(m *release.Manifest, dst string, copy bool) []verify.Ent
 	return es
 }
 
-// switchLink points dir/name at target atomically: a new symlink renamed over the old one.
-func switchLink(dir, name, target string) error {
+// tempLink is a fresh name in dir for a link that becomes dir/name.
+func tempLink(dir, name string) string {
 	b := make([]byte, 6)
 	rand.Read(b)
-	tmp := filepath.Join(dir, "."+name+"-"+hex.EncodeToString(b))
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("switch %s: %w", name, err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("switch %s: %w", name, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("switch %s: %w", name, err)
-	}
-	defer d.Close()
-	return d.Sync()
+	return filepath.Join(dir, "."+name+"-"+hex.EncodeToString(b))
 }
 
 // setLink points dir/name at target, or removes it for "".
@@ -212,7 +207,7 @@ func setLink(dir, name, target string) error {
 	return switchLink(dir, name, target)
 }
 
-// removeLink removes the symlink dir/name if it exists.
+// removeLink removes the link dir/name (a symlink, or a junction on Windows) if it exists.
 func removeLink(dir, name string) error {
 	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", name, err)

@@ -395,7 +395,7 @@ func TestSwitchLinkAtomic(t *testing.T) {
 	for range 2 {
 		wg.Go(func() {
 			for i := 0; !stop.Load(); i++ {
-				got, err := os.Readlink(link)
+				got, err := readLink(dir, currentLink)
 				if err != nil {
 					fail("readlink: " + err.Error())
 				} else if got != targets[0] && got != targets[1] {
@@ -432,7 +432,7 @@ func TestSwitchLinkAtomic(t *testing.T) {
 	}
 	t.Logf("%d reads during %d switches", reads.Load(), switches)
 
-	got, err := os.Readlink(link)
+	got, err := readLink(dir, currentLink)
 	if err != nil || got != targets[switches%2] {
 		t.Errorf("final link → %q (%v), want %q", got, err, targets[switches%2])
 	}

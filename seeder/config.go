@@ -37,6 +37,9 @@ type Config struct {
 	// swap the rest. BitTorrent seeding sends some pieces twice (measured: 1.3-1.5 × the
 	// release with 2 connections).
 	MaxPeersPerRelease int
+	// MetricsTokenFile (--metrics-token-file) holds a token that opens GET /metrics (as the
+	// admin token does) and nothing else: the one to give a Prometheus server.
+	MetricsTokenFile string
 	// Logger receives the seeder's logs.
 	Logger *slog.Logger
 }

@@ -89,7 +89,16 @@ type Harness struct {
 // until /healthz answers. It is stopped at the end of the test if not before.
 func StartHarness(t testing.TB, keys, data string) *Harness {
 	t.Helper()
+	return StartHarnessWith(t, keys, data, nil)
+}
+
+// StartHarnessWith is StartHarness with the config changed by edit (if not nil) first.
+func StartHarnessWith(t testing.TB, keys, data string, edit func(*Config)) *Harness {
+	t.Helper()
 	cfg := Config{DataDir: data, Listen: FreeAddr(t), KeysDir: keys}
+	if edit != nil {
+		edit(&cfg)
+	}
 	s, ln, err := start(cfg)
 	if err != nil {
 		t.Fatalf("start seeder: %v", err)

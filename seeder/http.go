@@ -17,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/peerpatch/peerpatch/pkg/api"
+	"github.com/peerpatch/peerpatch/pkg/metrics"
 	"github.com/peerpatch/peerpatch/pkg/store"
 	"github.com/peerpatch/peerpatch/pkg/swarm"
 	"github.com/peerpatch/peerpatch/pkg/trust"
@@ -28,6 +29,7 @@ const maxReportSize = 64 << 10
 func (s *Seeder) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+api.PathHealth, s.handleHealth)
+	mux.Handle("GET "+api.PathMetrics, s.metricsOnly(metrics.Handler(s.meters.reg, s.log)))
 	mux.Handle("GET "+api.PathTUF, s.agentOnly(http.HandlerFunc(s.handleTUF)))
 	mux.Handle("GET "+api.PathWebSeed, s.agentOnly(http.HandlerFunc(s.handleWebSeed)))
 	mux.Handle("GET "+api.PathAnnounce, s.agentOnly(s.tracker.Handler()))
@@ -43,7 +45,7 @@ func (s *Seeder) routes() http.Handler {
 	mux.Handle("POST "+api.PathRotate, s.adminOnly(http.HandlerFunc(s.handleRotate)))
 	mux.Handle("POST "+api.PathDelegate, s.adminOnly(http.HandlerFunc(s.handleDelegate)))
 	mux.Handle("POST "+api.PathRollout, s.adminOnly(http.HandlerFunc(s.handleRollout)))
-	return mux
+	return s.meters.instrument(mux)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -176,7 +178,7 @@ func (s *Seeder) handleWebSeed(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "stat")
 		return
 	}
-	cw := &countingWriter{ResponseWriter: w, limiter: s.swarm.UploadLimiter(), ctx: r.Context(), n: &l.httpBytes}
+	cw := &countingWriter{ResponseWriter: w, limiter: s.swarm.UploadLimiter(), ctx: r.Context(), n: &l.webSeedBytes}
 	http.ServeContent(cw, r, fi.Name(), fi.ModTime(), f)
 }
 

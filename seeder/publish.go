@@ -51,10 +51,12 @@ func (s *Seeder) handlePublish(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &pe) {
 			code = pe.code
 		}
+		s.meters.publishes.WithLabelValues(publishRefused).Inc()
 		s.log.Warn("publish refused", "channel", channel, "version", version, "err", err)
 		writeError(w, code, "publish %s %s: %v", channel, version, err)
 		return
 	}
+	s.meters.publishes.WithLabelValues(publishPublished).Inc()
 	s.log.Info("published", "channel", channel, "version", version, "infohash", res.InfoHash, "bytes", res.Length)
 	writeJSON(w, http.StatusCreated, res)
 }

@@ -54,11 +54,15 @@ func releaseKey(channel, version string) string { return channel + "/" + version
 
 // live is a release being seeded.
 type live struct {
-	rec       record
-	torrent   *swarm.Torrent
-	httpBytes atomic.Int64 // sent over HTTP: web seed and shares
-	shares    shares
+	rec     record
+	torrent *swarm.Torrent
+	// Bytes sent over HTTP: as the origin's shares (POST /api/v1/share) and as a web seed.
+	shareBytes, webSeedBytes atomic.Int64
+	shares                   shares
 }
+
+// httpBytes is what the origin sent of the release over HTTP: shares and web seed.
+func (l *live) httpBytes() int64 { return l.shareBytes.Load() + l.webSeedBytes.Load() }
 
 // Seeder is a running seeder.
 type Seeder struct {
@@ -72,6 +76,9 @@ type Seeder struct {
 	shareSlots chan struct{}
 	admin      deploy.Token
 	agent      deploy.Token
+	// metricsToken, if set (--metrics-token-file), also opens GET /metrics.
+	metricsToken deploy.Token
+	meters       *meters
 
 	publishMu sync.Mutex // one publish at a time
 
@@ -107,6 +114,12 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 	if s.agent, err = deploy.ReadToken(filepath.Join(cfg.KeysDir, deploy.AgentTokenFile)); err != nil {
 		return nil, nil, err
 	}
+	if cfg.MetricsTokenFile != "" {
+		if s.metricsToken, err = deploy.ReadToken(cfg.MetricsTokenFile); err != nil {
+			return nil, nil, fmt.Errorf("--metrics-token-file: %w", err)
+		}
+	}
+	s.meters = newMeters(s)
 	online, err := trust.LoadOnline(cfg.KeysDir)
 	if err != nil {
 		return nil, nil, err
@@ -312,7 +325,7 @@ func (s *Seeder) releases() []api.Release {
 		peers, seeders := s.tracker.Peers(ih)
 		out = append(out, api.Release{
 			Channel: m.Channel, Version: m.Version, InfoHash: m.InfoHash, Length: m.Length(),
-			PublishedAt: l.rec.PublishedAt, OriginBytes: st.Uploaded + l.httpBytes.Load(),
+			PublishedAt: l.rec.PublishedAt, OriginBytes: st.Uploaded + l.httpBytes(),
 			Peers: peers, Seeders: seeders,
 		})
 	}

@@ -73,6 +73,7 @@ func decodeShare(r io.Reader) ([]int, error) {
 func (s *Seeder) handleShare(w http.ResponseWriter, r *http.Request) {
 	l := s.lookup(r.PathValue("channel"), r.PathValue("version"))
 	if l == nil {
+		s.meters.shares.WithLabelValues(shareNone).Inc()
 		writeError(w, http.StatusNotFound, "no release %s %s", r.PathValue("channel"), r.PathValue("version"))
 		return
 	}
@@ -80,22 +81,26 @@ func (s *Seeder) handleShare(w http.ResponseWriter, r *http.Request) {
 	case s.shareSlots <- struct{}{}:
 		defer func() { <-s.shareSlots }()
 	default:
+		s.meters.shares.WithLabelValues(shareBusy).Inc()
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "every share slot is busy")
 		return
 	}
 	want, err := decodeShare(http.MaxBytesReader(w, r.Body, maxShareRequest))
 	if err != nil {
+		s.meters.shares.WithLabelValues(shareError).Inc()
 		writeError(w, http.StatusBadRequest, "bad share request: %v", err)
 		return
 	}
 	i, ok := l.shares.pick(l.rec.Manifest.NumPieces(), want)
 	if !ok {
+		s.meters.shares.WithLabelValues(shareNone).Inc()
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	data, err := l.torrent.ReadPiece(i)
 	if err != nil {
+		s.meters.shares.WithLabelValues(shareError).Inc()
 		s.log.Error("read piece for a share", "channel", l.rec.Manifest.Channel, "version", l.rec.Manifest.Version, "err", err)
 		writeError(w, http.StatusInternalServerError, "read piece %d", i)
 		return
@@ -103,6 +108,10 @@ func (s *Seeder) handleShare(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(api.HeaderPiece, strconv.Itoa(i))
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-	cw := &countingWriter{ResponseWriter: w, limiter: s.swarm.UploadLimiter(), ctx: r.Context(), n: &l.httpBytes}
-	cw.Write(data)
+	cw := &countingWriter{ResponseWriter: w, limiter: s.swarm.UploadLimiter(), ctx: r.Context(), n: &l.shareBytes}
+	if _, err := cw.Write(data); err != nil {
+		s.meters.shares.WithLabelValues(shareError).Inc() // the agent went away, or the seeder is stopping
+		return
+	}
+	s.meters.shares.WithLabelValues(shareServed).Inc()
 }

@@ -55,7 +55,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return err },
 		Commands: []*cli.Command{
 			initCommand(), withConfig(seederCommand()), publishCommand(), withConfig(agentCommand()), statusCommand(), agentsCommand(),
-			rolloutCommand(), yankCommand(), keysCommand(), delegateCommand(), demoCommand(),
+			rolloutCommand(), yankCommand(), keysCommand(), delegateCommand(), demoCommand(), serviceCommand(),
 		},
 	}
 }
@@ -130,7 +130,8 @@ func seederCommand() *cli.Command {
 		Name:  "seeder",
 		Usage: "run the origin: release store, TUF metadata, tracker, BitTorrent seed and web seed",
 		Description: "Serves until SIGINT or SIGTERM, then exits 0. Writes only under --data; restarting on\n" +
-			"the same --data resumes seeding everything published. GET /healthz answers 200 once ready.",
+			"the same --data resumes seeding everything published. GET /healthz answers 200 once ready.\n" +
+			"GET /metrics serves Prometheus metrics to the admin token or the --metrics-token-file token.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "state and release directory `S`"},
 			&cli.StringFlag{Name: "listen", Required: true, Usage: "`HOST:PORT` of the HTTP API, web seed and tracker"},
@@ -142,6 +143,7 @@ func seederCommand() *cli.Command {
 			&cli.StringFlag{Name: "tls-key", Usage: "PEM private key `file` of --tls-cert"},
 			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "cap on what the origin sends, e.g. 50MiB (per second; 0 = unlimited)"},
 			&cli.IntFlag{Name: "max-peers", Value: 0, Usage: "also seed each release over BitTorrent to `N` agents at once (0: only hand out pieces through the scheduler, each about once)"},
+			&cli.StringFlag{Name: "metrics-token-file", Usage: "`file` holding a token that opens GET /metrics and nothing else, for Prometheus (the admin token opens it too)"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -156,7 +158,7 @@ func seederCommand() *cli.Command {
 				DataDir: c.String("data"), Listen: c.String("listen"), KeysDir: c.String("keys"),
 				PublicURL: c.String("public-url"), WebSeeds: c.StringSlice("webseed"),
 				PeerListen: c.String("peer-listen"), UploadRate: up, MaxPeersPerRelease: c.Int("max-peers"),
-				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"),
+				TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), MetricsTokenFile: c.String("metrics-token-file"),
 				Logger: log,
 			})
 		},
@@ -218,8 +220,9 @@ func agentCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "agent",
 		Usage: "keep a workstation on the newest release of a channel, and seed it for neighbours",
-		Description: "Keeps --install-dir/current (a symlink) pointing at the installed release, whose contents\n" +
-			"equal the published PATH; --install-dir/previous points at the one before.\n" +
+		Description: "Keeps --install-dir/current (a symlink; on Windows a directory junction) pointing at the\n" +
+			"installed release, whose contents equal the published PATH; --install-dir/previous points at\n" +
+			"the one before.\n" +
 			"--once: one update cycle, then exit 0 if the channel's newest release is installed,\n" +
 			"non-zero otherwise. Without --once: runs until signalled, seeding what it holds.\n" +
 			"The newest release means the newest one rolled out to this agent by the releases' signed\n" +
@@ -228,7 +231,9 @@ func agentCommand() *cli.Command {
 			"PEERPATCH_DIR and PEERPATCH_PREVIOUS set; if --post-install or --health-check fails, the agent\n" +
 			"switches back to the release it ran before and does not retry until the policy changes.\n" +
 			"--install-window (e.g. 'Mon-Fri 01:00-05:00', 'daily 22:00-06:00'; repeatable): downloads\n" +
-			"happen any time, the switch only inside a window unless the release is urgent.",
+			"happen any time, the switch only inside a window unless the release is urgent.\n" +
+			"--metrics-listen serves Prometheus metrics; SIGINT or SIGTERM stops the agent cleanly (exit 0),\n" +
+			"and a download in progress resumes at the next start.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "data", Required: true, Usage: "agent state directory `A`"},
 			&cli.StringSliceFlag{Name: "seeder", Required: true, Usage: "seeder base `URL` (repeatable, tried in order)"},
@@ -251,6 +256,7 @@ func agentCommand() *cli.Command {
 			&cli.DurationFlag{Name: "hook-timeout", Value: time.Minute, Usage: "kill a hook (and what it started) after this long; it has failed"},
 			&cli.GenericFlag{Name: "install-window", Value: &windowList{}, Usage: "maintenance window `SPEC` for installs, e.g. 'Mon-Fri 01:00-05:00' (repeatable; default: any time)"},
 			&cli.StringFlag{Name: "timezone", Usage: "IANA time `zone` of --install-window, e.g. Europe/Paris (default: local time)"},
+			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics, without authentication (default: off)"},
 		},
 		Action: func(c *cli.Context) error {
 			log, err := logger(c)
@@ -273,7 +279,7 @@ func agentCommand() *cli.Command {
 				StallTimeout: c.Duration("stall-timeout"), Rings: c.StringSlice("ring"),
 				PreInstall: c.String("pre-install"), PostInstall: c.String("post-install"), HealthCheck: c.String("health-check"),
 				HookTimeout: c.Duration("hook-timeout"), InstallWindows: c.Generic("install-window").(*windowList).specs,
-				Timezone: c.String("timezone"), Logger: log,
+				Timezone: c.String("timezone"), MetricsListen: c.String("metrics-listen"), Logger: log,
 			})
 		},
 	}

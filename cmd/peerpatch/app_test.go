@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/xml"
 	"os"
-	"regexp"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -35,30 +37,145 @@ func TestContractFlags(t *testing.T) {
 	}
 }
 
-// TestServiceUnitsUseRealFlags checks the flags the example systemd units pass.
+// TestServiceUnitsUseRealFlags checks the service definitions in configs/ (the systemd units
+// and the launchd job): each runs a real command with real flags and a --config file; that file
+// is the example of the same name in configs/, the real parser accepts the command line with
+// it, and a systemd unit may write the directories the config names, runs as a dedicated user,
+// restarts on failure and keeps its hardening.
 func TestServiceUnitsUseRealFlags(t *testing.T) {
-	app := newApp(&bytes.Buffer{}, &bytes.Buffer{})
-	for unit, name := range map[string]string{
-		"../../configs/peerpatch-seeder.service": "seeder",
-		"../../configs/peerpatch-agent.service":  "agent",
+	for _, tc := range []struct {
+		file, command string
+		writes        []string // config options naming directories the daemon writes
+	}{
+		{file: "peerpatch-seeder.service", command: "seeder", writes: []string{"data"}},
+		{file: "peerpatch-agent.service", command: "agent", writes: []string{"data", "install-dir"}},
+		{file: "com.peerpatch.agent.plist", command: "agent"},
 	} {
-		b, err := os.ReadFile(unit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		text := strings.ReplaceAll(string(b), "\\\n", " ")
-		exec := regexp.MustCompile(`(?m)^ExecStart=.*$`).FindString(text)
-		_, after, ok := strings.Cut(exec, " "+name+" ")
-		if !ok {
-			t.Fatalf("%s: ExecStart does not run %q: %q", unit, name, exec)
-		}
-		cmd := findCommand(app, name)
-		for _, m := range regexp.MustCompile(`--([a-z-]+)`).FindAllStringSubmatch(after, -1) {
-			if !hasFlag(cmd, m[1]) {
-				t.Errorf("%s passes --%s, which `peerpatch %s` does not have", unit, m[1], name)
+		t.Run(tc.file, func(t *testing.T) {
+			path := "../../configs/" + tc.file
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var argv []string
+			var unit map[string][]string
+			if strings.HasSuffix(tc.file, ".plist") {
+				argv = launchdArguments(t, b)
+			} else {
+				unit = systemdService(string(b))
+				if len(unit["ExecStart"]) != 1 {
+					t.Fatalf("want one ExecStart, got %q", unit["ExecStart"])
+				}
+				argv = strings.Fields(unit["ExecStart"][0])
+			}
+			if len(argv) < 2 || filepath.Base(argv[0]) != "peerpatch" {
+				t.Fatalf("does not run peerpatch: %q", argv)
+			}
+			args := slicesClone(argv[1:])
+			cmdAt := slices.Index(args, tc.command)
+			if cmdAt < 0 {
+				t.Fatalf("does not run `peerpatch %s`: %q", tc.command, argv)
+			}
+			cmd := findCommand(newApp(&bytes.Buffer{}, &bytes.Buffer{}), tc.command)
+			configAt := -1
+			for i, a := range args[cmdAt+1:] {
+				if name, ok := strings.CutPrefix(a, "--"); ok && !hasFlag(cmd, name) {
+					t.Errorf("passes --%s, which `peerpatch %s` does not have", name, tc.command)
+				}
+				if a == "--config" {
+					configAt = cmdAt + 1 + i + 1
+				}
+			}
+			if configAt < 0 || configAt >= len(args) {
+				t.Fatalf("passes no --config FILE: %q", argv)
+			}
+			example := "../../configs/" + filepath.Base(args[configAt])
+			if _, err := os.Stat(example); err != nil {
+				t.Fatalf("--config %s: configs/ has no example of that name: %v", args[configAt], err)
+			}
+			args[configAt] = example
+			got, err := runRecorded(t, args...)
+			if err != nil {
+				t.Fatalf("peerpatch %s (with the example config): %v", strings.Join(args, " "), err)
+			}
+			if unit == nil {
+				return
+			}
+			rw := strings.Fields(strings.Join(unit["ReadWritePaths"], " "))
+			for _, opt := range tc.writes {
+				if dir, _ := got[opt].(string); !slices.Contains(rw, dir) {
+					t.Errorf("ReadWritePaths %q lacks %s (%s: in %s)", rw, dir, opt, example)
+				}
+			}
+			if user := strings.Join(unit["User"], ""); user == "" || user == "root" {
+				t.Errorf("User=%q: want a dedicated user", user)
+			}
+			for key, want := range map[string]string{
+				"Restart": "on-failure", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
+				"ProtectHome": "yes", "PrivateTmp": "yes", "PrivateDevices": "yes",
+			} {
+				if got := strings.Join(unit[key], ","); got != want {
+					t.Errorf("%s=%q, want %q", key, got, want)
+				}
+			}
+		})
+	}
+}
+
+// systemdService returns the [Service] section of a unit: key → values, continuation lines
+// joined.
+func systemdService(text string) map[string][]string {
+	text = strings.ReplaceAll(text, "\\\n", " ")
+	out := map[string][]string{}
+	section := ""
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
+		case strings.HasPrefix(line, "["):
+			section = line
+		case section == "[Service]":
+			if k, v, ok := strings.Cut(line, "="); ok {
+				out[k] = append(out[k], v)
 			}
 		}
 	}
+	return out
+}
+
+// launchdArguments returns the ProgramArguments of a launchd plist.
+func launchdArguments(t *testing.T, b []byte) []string {
+	t.Helper()
+	var plist struct {
+		Dict struct {
+			Items []struct {
+				XMLName xml.Name
+				Text    string   `xml:",chardata"`
+				Strings []string `xml:"string"`
+			} `xml:",any"`
+		} `xml:"dict"`
+	}
+	if err := xml.Unmarshal(b, &plist); err != nil {
+		t.Fatalf("plist: %v", err)
+	}
+	items := plist.Dict.Items
+	label := ""
+	var args []string
+	for i := 0; i+1 < len(items); i++ {
+		if items[i].XMLName.Local != "key" {
+			continue
+		}
+		switch items[i].Text {
+		case "Label":
+			label = items[i+1].Text
+		case "ProgramArguments":
+			args = items[i+1].Strings
+		}
+	}
+	if label != "com.peerpatch.agent" {
+		t.Errorf("Label %q, want com.peerpatch.agent (the file name)", label)
+	}
+	return args
 }
 
 func TestHelpAndErrors(t *testing.T) {
@@ -85,6 +202,9 @@ func TestHelpAndErrors(t *testing.T) {
 			wantErr: "rollout set: --percent -5: out of range: want 0 to 100"},
 		{name: "rollout set without percent", args: []string{"peerpatch", "rollout", "set", "--seeder", "http://127.0.0.1:1", "--keys", "k", "--channel", "c", "--version", "1.0.0"},
 			wantErr: `"percent"`},
+		{name: "service help", args: []string{"peerpatch", "service", "install", "--help"}, wantOut: "--config FILE"},
+		{name: "bad metrics listen", args: []string{"peerpatch", "agent", "--data", "a", "--seeder", "http://127.0.0.1:1", "--trust", "t", "--token-file", "f", "--channel", "c", "--install-dir", "i", "--metrics-listen", "9464"},
+			wantErr: `--metrics-listen "9464": want HOST:PORT`},
 		{name: "bad install window", args: []string{"peerpatch", "agent", "--data", "a", "--seeder", "http://127.0.0.1:1", "--trust", "t", "--token-file", "f", "--channel", "c", "--install-dir", "i", "--install-window", "Mon 1am-5am"},
 			wantErr: `invalid install window "Mon 1am-5am"`},
 	}

@@ -144,7 +144,7 @@ func TestConfigFile(t *testing.T) {
 			name:    "unknown key",
 			config:  "data: /var/lib/a\n\nintervall: 1m\n",
 			args:    []string{"agent", "--config", "CONFIG"},
-			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, data, download-rate, fallback-after, health-check, hook-timeout, install-dir, install-window, interval, once, peer-listen, post-install, pre-install, ring, seeder, stall-timeout, timezone, token-file, trust, upload-rate)`,
+			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, data, download-rate, fallback-after, health-check, hook-timeout, install-dir, install-window, interval, metrics-listen, once, peer-listen, post-install, pre-install, ring, seeder, stall-timeout, timezone, token-file, trust, upload-rate)`,
 		},
 		{
 			name:    "agent key in seeder file",
@@ -267,10 +267,11 @@ func TestConfigParsesLikeFlags(t *testing.T) {
 			cmd:  "seeder",
 			flags: []string{"--data", "/srv/s", "--listen", "0.0.0.0:7070", "--keys", "/etc/d", "--public-url", "https://u.example",
 				"--webseed", "https://m1.example/", "--webseed", "https://m2.example/", "--peer-listen", "0.0.0.0:6881",
-				"--tls-cert", "c.pem", "--tls-key", "k.pem", "--upload-rate", "50MiB", "--max-peers", "0x10"},
+				"--tls-cert", "c.pem", "--tls-key", "k.pem", "--upload-rate", "50MiB", "--max-peers", "0x10",
+				"--metrics-token-file", "/etc/peerpatch/metrics.token"},
 			yaml: "data: /srv/s\nlisten: 0.0.0.0:7070\nkeys: /etc/d\npublic-url: https://u.example\n" +
 				"webseed:\n  - https://m1.example/\n  - https://m2.example/\npeer-listen: 0.0.0.0:6881\n" +
-				"tls-cert: c.pem\ntls-key: k.pem\nupload-rate: 50MiB\nmax-peers: 0x10\n",
+				"tls-cert: c.pem\ntls-key: k.pem\nupload-rate: 50MiB\nmax-peers: 0x10\nmetrics-token-file: /etc/peerpatch/metrics.token\n",
 		},
 		{
 			name: "agent",
@@ -281,13 +282,14 @@ func TestConfigParsesLikeFlags(t *testing.T) {
 				"--stall-timeout", "90s", "--ring", "canary", "--ring", "it", "--pre-install", "systemctl stop app",
 				"--post-install", "systemctl start app", "--health-check", "curl -fs http://localhost:8080/health",
 				"--hook-timeout", "2m30s", "--install-window", "Sat,Sun 00:00-24:00", "--install-window", "Mon-Fri 22:00-06:00",
-				"--timezone", "Europe/Paris"},
+				"--timezone", "Europe/Paris", "--metrics-listen", "127.0.0.1:9464"},
 			yaml: "data: /a\nseeder: [https://a.example, https://b.example]\ntrust: r.json\ntoken-file: t\nca: ca.pem\n" +
 				"channel: 1.10\ninstall-dir: /i\nonce: true\ninterval: 1h2m3s\npeer-listen: '[::]:6881'\n" +
 				"upload-rate: 10MiB\ndownload-rate: 1.5GB\nfallback-after: 1500ms\nstall-timeout: 90s\n" +
 				"ring: [canary, it]\npre-install: systemctl stop app\npost-install: systemctl start app\n" +
 				"health-check: curl -fs http://localhost:8080/health\nhook-timeout: 2m30s\n" +
-				"install-window:\n  - Sat,Sun 00:00-24:00\n  - Mon-Fri 22:00-06:00\ntimezone: Europe/Paris\n",
+				"install-window:\n  - Sat,Sun 00:00-24:00\n  - Mon-Fri 22:00-06:00\ntimezone: Europe/Paris\n" +
+				"metrics-listen: 127.0.0.1:9464\n",
 		},
 	}
 	for _, tt := range tests {

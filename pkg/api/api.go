@@ -15,6 +15,7 @@ import (
 // Paths served by the seeder.
 const (
 	PathHealth   = "/healthz"
+	PathMetrics  = "/metrics"  // Prometheus (also the agent's, with --metrics-listen)
 	PathTUF      = "/tuf/"     // TUF metadata by file name; targets under /tuf/targets/
 	PathWebSeed  = "/webseed/" // release files: /webseed/<channel>/<version>/<name>[/<path>]
 	PathAnnounce = "/announce" // BitTorrent tracker
@@ -54,6 +55,9 @@ const (
 	// maintenance window, which opens at NextWindow.
 	StateWaitingWindow = "waiting_window"
 )
+
+// States lists every agent state, in the order of a download's life.
+var States = []string{StateIdle, StateDownloading, StateWaitingWindow, StateInstalling, StateInstalled, StateFailed, StateRolledBack}
 
 // Error is the body of every non-2xx answer.
 type Error struct {
