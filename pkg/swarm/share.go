@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -168,17 +169,17 @@ func (t *Torrent) rescue(ctx context.Context, share ShareFunc, stalled bool) {
 
 // lacking lists the pieces not verified yet that no connected peer claims to have.
 func (t *Torrent) lacking() []int {
-	conns := t.t.PeerConns()
+	missing := t.missing()
+	if len(missing) == 0 {
+		return nil
+	}
+	var held []interface{ Contains(uint32) bool }
+	for _, pc := range t.t.PeerConns() {
+		held = append(held, pc.PeerPieces()) // a copy, taken once per connection
+	}
 	var out []int
-	for _, i := range t.missing() {
-		held := false
-		for _, pc := range conns {
-			if pc.PeerPieces().Contains(uint32(i)) {
-				held = true
-				break
-			}
-		}
-		if !held {
+	for _, i := range missing {
+		if !slices.ContainsFunc(held, func(h interface{ Contains(uint32) bool }) bool { return h.Contains(uint32(i)) }) {
 			out = append(out, i)
 		}
 	}
