@@ -95,6 +95,7 @@ type Agent struct {
 
 	mu          sync.Mutex
 	torrents    map[string]*swarm.Torrent // by version
+	seeding     map[string]time.Time      // by version: when this process first saw it complete
 	downloading download                  // the release being (or last) downloaded, for metrics
 	retired     retired                   // transfer figures of dropped torrents, for metrics
 
@@ -119,6 +120,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		a.retireSeeds(time.Now())
 		a.meters.cycle(err)
 		if cfg.Once {
 			return err
@@ -154,7 +156,7 @@ func open(cfg Config) (a *Agent, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("--token-file: %w", err)
 	}
-	a = &Agent{cfg: cfg, log: cfg.Logger, torrents: make(map[string]*swarm.Torrent)}
+	a = &Agent{cfg: cfg, log: cfg.Logger, torrents: make(map[string]*swarm.Torrent), seeding: make(map[string]time.Time)}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -688,23 +690,52 @@ func (a *Agent) prune() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for v, t := range a.torrents {
-		if keep[v] {
+		if !keep[v] {
+			a.dropLocked(v, t)
+		}
+	}
+}
+
+// dropLocked stops seeding release v and deletes its swarm copy (a.mu held).
+func (a *Agent) dropLocked(v string, t *swarm.Torrent) {
+	a.retired.add(t.Stats())
+	if a.downloading.t == t {
+		a.downloading = download{}
+	}
+	t.Drop()
+	delete(a.torrents, v)
+	delete(a.seeding, v)
+	var h held
+	key := keyHeld + a.cfg.Channel + "/" + v
+	if err := a.db.Get(store.State, key, &h); err == nil {
+		if err := os.RemoveAll(a.swarmPath(&h.Manifest)); err != nil {
+			a.log.Warn("remove old swarm copy", "version", v, "err", err)
+		}
+	}
+	a.db.Delete(store.State, key)
+}
+
+// retireSeeds ends the seeding of complete releases past --seed-for or --seed-ratio.
+func (a *Agent) retireSeeds(now time.Time) {
+	if a.cfg.SeedFor == 0 && a.cfg.SeedRatio == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for v, t := range a.torrents {
+		if !t.Complete() {
 			continue
 		}
-		a.retired.add(t.Stats())
-		if a.downloading.t == t {
-			a.downloading = download{}
+		since, ok := a.seeding[v]
+		if !ok {
+			a.seeding[v] = now
+			continue
 		}
-		t.Drop()
-		delete(a.torrents, v)
-		var h held
-		key := keyHeld + a.cfg.Channel + "/" + v
-		if err := a.db.Get(store.State, key, &h); err == nil {
-			if err := os.RemoveAll(a.swarmPath(&h.Manifest)); err != nil {
-				a.log.Warn("remove old swarm copy", "version", v, "err", err)
-			}
+		st := t.Stats()
+		if a.cfg.SeedFor > 0 && now.Sub(since) >= a.cfg.SeedFor || a.cfg.SeedRatio > 0 && float64(st.Uploaded) >= a.cfg.SeedRatio*float64(st.Total) {
+			a.log.Info("stopped seeding", "version", v, "seeded", now.Sub(since).Round(time.Second), "uploaded", st.Uploaded)
+			a.dropLocked(v, t)
 		}
-		a.db.Delete(store.State, key)
 	}
 }
 

@@ -73,6 +73,17 @@ type Config struct {
 	MetricsListen string
 	// Clock returns the current time for InstallWindows (default time.Now); tests set it.
 	Clock func() time.Time
+	// Keep (--keep) is how many installed releases stay on disk: current, previous and the
+	// newest others (default 2, at least 2: previous is what a failed health check and a yank
+	// with rollback go back to). Older installs are deleted after each install.
+	Keep int
+	// SeedFor and SeedRatio (--seed-for, --seed-ratio) end seeding of an installed release
+	// once it has been seeded that long, or has sent that many times its size to peers,
+	// whichever comes first; its swarm copy is then deleted (the install stays). 0 seeds it as
+	// long as it is kept. The time counts from the agent's start or the install, whichever is
+	// later.
+	SeedFor   time.Duration
+	SeedRatio float64
 	// Logger receives the agent's logs.
 	Logger *slog.Logger
 
@@ -120,6 +131,15 @@ func (c *Config) validate() error {
 	}
 	if c.HookTimeout <= 0 {
 		c.HookTimeout = time.Minute
+	}
+	switch {
+	case c.Keep == 0:
+		c.Keep = 2
+	case c.Keep < 2:
+		return fmt.Errorf("--keep %d: keep at least 2 releases (current and previous)", c.Keep)
+	}
+	if c.SeedFor < 0 || c.SeedRatio < 0 {
+		return fmt.Errorf("--seed-for and --seed-ratio must not be negative")
 	}
 	var err error
 	if c.schedule, err = rollout.ParseSchedule(c.InstallWindows, c.Timezone); err != nil {

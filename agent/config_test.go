@@ -49,6 +49,10 @@ func TestConfigValidate(t *testing.T) {
 		{name: "bad ring", modify: func(c *Config) { c.Rings = []string{"Canary"} }, wantErr: "--ring"},
 		{name: "bad window", modify: func(c *Config) { c.InstallWindows = []string{"Mon-Fri 1am-5am"} }, wantErr: "--install-window"},
 		{name: "bad time zone", modify: func(c *Config) { c.Timezone = "Nowhere/Special" }, wantErr: "--timezone"},
+		{name: "keep 5, seed for an hour or twice the size", modify: func(c *Config) { c.Keep, c.SeedFor, c.SeedRatio = 5, time.Hour, 2 }},
+		{name: "keep 1", modify: func(c *Config) { c.Keep = 1 }, wantErr: "--keep"},
+		{name: "negative seed-for", modify: func(c *Config) { c.SeedFor = -time.Second }, wantErr: "--seed-for"},
+		{name: "negative seed-ratio", modify: func(c *Config) { c.SeedRatio = -1 }, wantErr: "--seed-ratio"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

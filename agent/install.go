@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -215,17 +216,31 @@ func removeLink(dir, name string) error {
 	return nil
 }
 
-// removeOldInstalls deletes installed releases other than current and previous, and staging
-// leftovers of crashed installs.
+// removeOldInstalls deletes installed releases beyond the --keep newest (current and previous
+// are always kept), and staging leftovers of crashed installs.
 func (a *Agent) removeOldInstalls(current, previous string) {
 	releases := filepath.Join(a.cfg.InstallDir, releasesSub)
 	ents, err := os.ReadDir(releases)
 	if err != nil {
 		return
 	}
+	keep := map[string]bool{current: true}
+	if previous != "" {
+		keep[previous] = true
+	}
+	var others []string
+	for _, e := range ents {
+		if name := e.Name(); !strings.HasPrefix(name, stagingPrefix) && !keep[name] && release.ValidVersion(name) == nil {
+			others = append(others, name)
+		}
+	}
+	slices.SortFunc(others, func(x, y string) int { return release.CompareVersions(y, x) })
+	for _, v := range others[:max(0, min(len(others), a.cfg.Keep-len(keep)))] {
+		keep[v] = true
+	}
 	for _, e := range ents {
 		name := e.Name()
-		if !strings.HasPrefix(name, stagingPrefix) && (name == current || name == previous) {
+		if !strings.HasPrefix(name, stagingPrefix) && keep[name] {
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(releases, name)); err != nil {

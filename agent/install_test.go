@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -470,5 +471,44 @@ func TestSwitchLinkErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRemoveOldInstallsKeep: after an install, current, previous and the newest others up to
+// --keep stay; older installs and staging leftovers go.
+func TestRemoveOldInstallsKeep(t *testing.T) {
+	all := []string{"1.0.0", "2.0.0", "3.0.0", "10.0.0", "11.0.0"}
+	tests := []struct {
+		keep              int
+		current, previous string
+		want              []string
+	}{
+		{keep: 2, current: "11.0.0", previous: "10.0.0", want: []string{"10.0.0", "11.0.0"}},
+		{keep: 3, current: "11.0.0", previous: "10.0.0", want: []string{"10.0.0", "11.0.0", "3.0.0"}},
+		{keep: 3, current: "2.0.0", previous: "11.0.0", want: []string{"10.0.0", "11.0.0", "2.0.0"}}, // rolled back
+		{keep: 3, current: "11.0.0", previous: "", want: []string{"10.0.0", "11.0.0", "3.0.0"}},
+		{keep: 9, current: "11.0.0", previous: "10.0.0", want: []string{"1.0.0", "10.0.0", "11.0.0", "2.0.0", "3.0.0"}},
+	}
+	for _, tc := range tests {
+		a := newTestAgent(t)
+		a.cfg.Keep = tc.keep
+		releases := filepath.Join(a.cfg.InstallDir, releasesSub)
+		for _, v := range append(slices.Clone(all), stagingPrefix+"4.0.0-123") {
+			if err := os.MkdirAll(filepath.Join(releases, v, "bin"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.removeOldInstalls(tc.current, tc.previous)
+		ents, err := os.ReadDir(releases)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range ents {
+			got = append(got, e.Name())
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("keep %d, current %s, previous %q: kept %v, want %v", tc.keep, tc.current, tc.previous, got, tc.want)
+		}
 	}
 }

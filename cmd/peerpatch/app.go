@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -256,6 +257,9 @@ func agentCommand() *cli.Command {
 			&cli.DurationFlag{Name: "hook-timeout", Value: time.Minute, Usage: "kill a hook (and what it started) after this long; it has failed"},
 			&cli.GenericFlag{Name: "install-window", Value: &windowList{}, Usage: "maintenance window `SPEC` for installs, e.g. 'Mon-Fri 01:00-05:00' (repeatable; default: any time)"},
 			&cli.StringFlag{Name: "timezone", Usage: "IANA time `zone` of --install-window, e.g. Europe/Paris (default: local time)"},
+			&cli.IntFlag{Name: "keep", Value: 2, Usage: "installed releases kept on disk (`K` ≥ 2: current, previous and the newest others)"},
+			&cli.DurationFlag{Name: "seed-for", Usage: "stop seeding an installed release after this long (0: as long as it is kept)"},
+			&cli.StringFlag{Name: "seed-ratio", Value: "0", Usage: "stop seeding an installed release once it sent `R` times its size, e.g. 1.5 (0: no limit)"},
 			&cli.StringFlag{Name: "metrics-listen", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics, without authentication (default: off)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -271,6 +275,10 @@ func agentCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			seedRatio, err := strconv.ParseFloat(c.String("seed-ratio"), 64)
+			if err != nil || math.IsNaN(seedRatio) || math.IsInf(seedRatio, 0) {
+				return fmt.Errorf("--seed-ratio %q: want a number such as 1.5", c.String("seed-ratio"))
+			}
 			return agent.Run(c.Context, agent.Config{
 				DataDir: c.String("data"), Seeders: c.StringSlice("seeder"), TrustFile: c.String("trust"),
 				TokenFile: c.String("token-file"), CAFile: c.String("ca"), Channel: c.String("channel"), InstallDir: c.String("install-dir"),
@@ -279,7 +287,8 @@ func agentCommand() *cli.Command {
 				StallTimeout: c.Duration("stall-timeout"), Rings: c.StringSlice("ring"),
 				PreInstall: c.String("pre-install"), PostInstall: c.String("post-install"), HealthCheck: c.String("health-check"),
 				HookTimeout: c.Duration("hook-timeout"), InstallWindows: c.Generic("install-window").(*windowList).specs,
-				Timezone: c.String("timezone"), MetricsListen: c.String("metrics-listen"), Logger: log,
+				Timezone: c.String("timezone"), MetricsListen: c.String("metrics-listen"),
+				Keep: c.Int("keep"), SeedFor: c.Duration("seed-for"), SeedRatio: seedRatio, Logger: log,
 			})
 		},
 	}
