@@ -47,11 +47,11 @@ bench: ## micro-benchmarks; then (root) the lab's baseline at N=8, 256 MiB, into
 	$(GO) test -tags $(TAGS) -run '^$$' -bench . -benchmem ./pkg/...
 	@if [ "$$(id -u)" != 0 ]; then echo "bench: the fleet lab needs root (network namespaces, tc); skipped"; exit 0; fi; \
 	  set -x; CGO_ENABLED=0 $(GO) build -tags $(TAGS) -o bin/pplab ./test/lab/cmd/pplab && \
-	  ./bin/pplab -scenarios baseline -agents 8 -size 256MiB -rate 20MiB -out bin/lab-bench -logs bin/lab-bench/logs
+	  ./bin/pplab -scenarios baseline-n8 -out bin/lab-bench -logs bin/lab-bench/logs
 
-lab: ## fleet lab (root, ~35 min): all scenarios, N=16, 256 MiB, 20 MiB/s links, vs plain HTTP; writes docs/lab/
+lab: ## fleet lab (root, ~45 min): every scenario (N=8 to 32, 256 MiB, 20 MiB/s links), vs plain HTTP; writes docs/lab/
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -o bin/pplab ./test/lab/cmd/pplab
-	./bin/pplab -scenarios all,baseline -agents 16 -size 256MiB -rate 20MiB -out docs/lab -logs bin/lab-logs
+	./bin/pplab -scenarios all,baseline -out docs/lab -logs bin/lab-logs
 
 clean: ## remove build output
 	rm -rf bin

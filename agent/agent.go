@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -466,6 +467,10 @@ func (a *Agent) cycle(ctx context.Context) error {
 	}
 	a.report(ctx, a.steady(m.Version))
 	a.prune()
+	// The download's buffers are garbage now and the agent goes back to seeding and polling:
+	// give their memory back to the system rather than hold it until the runtime's scavenger
+	// gets to it minutes later.
+	debug.FreeOSMemory()
 	return nil
 }
 

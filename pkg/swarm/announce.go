@@ -18,7 +18,11 @@ import (
 )
 
 // Announce timing. A downloading client asks often so it finds peers fast; a seeding one rests.
+// When a release is published, the fleet's agents start within a second or so of each other:
+// the first to announce sees nobody, so a downloading client asks again after announceFirst,
+// and one second later each time, up to announceBusy.
 const (
+	announceFirst  = time.Second
 	announceBusy   = 3 * time.Second
 	announceIdle   = 30 * time.Second
 	announceWanted = 8 // peers below which a downloading client keeps asking
@@ -34,6 +38,7 @@ func newPeerID(prefix string) (id [20]byte) {
 // announces itself instead of the library, so every client (re)announces on its own schedule.
 func (t *Torrent) announceLoop(ctx context.Context) {
 	event := tracker.Started
+	busy := announceFirst
 	for {
 		complete := t.Complete()
 		answered := false
@@ -50,7 +55,8 @@ func (t *Torrent) announceLoop(ctx context.Context) {
 		} else {
 			changed = t.t.Complete().On()
 			if !answered || t.t.Stats().ActivePeers < announceWanted {
-				interval = announceBusy
+				interval = busy
+				busy = min(busy+announceFirst, announceBusy)
 			}
 		}
 		last := time.Now()
@@ -73,9 +79,8 @@ func (t *Torrent) announceLoop(ctx context.Context) {
 				break wait
 			case <-t.c.peers.newcomers():
 				// The tracker just confirmed a caller this client did not know: announce
-				// soon to learn its port and dial it too, but no more often than a
-				// downloading client does.
-				interval = max(0, announceBusy-time.Since(last))
+				// soon to learn its port and dial it too, but at most once a second.
+				interval = max(0, announceFirst-time.Since(last))
 			}
 		}
 	}

@@ -21,7 +21,8 @@ import (
 // implements storage.SelfHashing, so the library never marks a piece complete on its own SHA-1.
 // A torrent must be registered (its directory and signed piece hashes) before it is opened.
 type verifyingStorage struct {
-	inner storage.ClientImplCloser
+	inner     storage.ClientImplCloser
+	partFiles bool
 
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*entry
@@ -36,7 +37,7 @@ type verifyingStorage struct {
 // completed part file lands in a new, lost one. So a client that persists completion (an
 // agent: its completion database, not file names, says what is verified) writes in place.
 func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, partFiles bool, log *slog.Logger) *verifyingStorage {
-	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry)}
+	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry), partFiles: partFiles}
 	s.inner = storage.NewFileOpts(storage.NewFileClientOpts{
 		ClientBaseDir: baseDir,
 		TorrentDirMaker: func(baseDir string, _ *metainfo.Info, ih metainfo.Hash) string {
@@ -46,6 +47,7 @@ func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, par
 			// Unregistered torrents are refused in OpenTorrent before anything is written.
 			return baseDir
 		},
+		FilePathMaker:   filePath,
 		PieceCompletion: completion,
 		UsePartFiles:    g.Some(partFiles),
 		DisableMmap:     true,
@@ -87,6 +89,12 @@ func (s *verifyingStorage) OpenTorrent(ctx context.Context, info *metainfo.Info,
 	if err != nil {
 		return storage.TorrentImpl{}, fmt.Errorf("open storage for torrent %s: %w", ih.HexString(), err)
 	}
+	closeAll := inner.Close
+	var readers *fileReaders
+	if !s.partFiles {
+		readers = newFileReaders(e.dir, info)
+		closeAll = func() error { return errors.Join(readers.Close(), inner.Close()) }
+	}
 	return storage.TorrentImpl{
 		PieceWithHash: func(p metainfo.Piece, v1 g.Option[[]byte]) storage.PieceImpl {
 			var ip storage.PieceImpl
@@ -95,9 +103,13 @@ func (s *verifyingStorage) OpenTorrent(ctx context.Context, info *metainfo.Info,
 			} else {
 				ip = inner.Piece(p)
 			}
-			return &verifiedPiece{PieceImpl: ip, index: p.Index(), length: p.Length(), v1: v1, e: e}
+			vp := &verifiedPiece{PieceImpl: ip, index: p.Index(), length: p.Length(), v1: v1, e: e}
+			if readers != nil {
+				vp.reader = io.NewSectionReader(readers, p.Offset(), p.Length())
+			}
+			return vp
 		},
-		Close:        inner.Close,
+		Close:        closeAll,
 		CloseWriters: inner.CloseWriters,
 		Capacity:     inner.Capacity,
 	}, nil
@@ -122,6 +134,15 @@ type verifiedPiece struct {
 	length int64
 	v1     g.Option[[]byte]
 	e      *entry
+	reader *io.SectionReader // nil: read through the library's storage
+}
+
+// ReadAt reads from the piece, through kept file handles where the torrent has them.
+func (p *verifiedPiece) ReadAt(b []byte, off int64) (int, error) {
+	if p.reader != nil {
+		return p.reader.ReadAt(b, off)
+	}
+	return p.PieceImpl.ReadAt(b, off)
 }
 
 var _ storage.SelfHashing = (*verifiedPiece)(nil)

@@ -52,6 +52,13 @@ func (f *fleet) finish(ctx context.Context) {
 	if !f.seederDead && f.seeder != nil {
 		f.seederStatus(ctx)
 	}
+	// Agents that installed are idle now (seeding, polling): their memory then.
+	idle := make(map[*agentRun]int64)
+	for _, a := range f.agents {
+		if a.running() && !a.installedAt.IsZero() {
+			idle[a] = a.cur.rss()
+		}
+	}
 	f.stopAll()
 
 	var times []float64
@@ -62,8 +69,10 @@ func (f *fleet) finish(ctx context.Context) {
 		r.WireIn = end[a.name].Received - f.start[a.name].Received
 		r.WireOut = end[a.name].Sent - f.start[a.name].Sent
 		r.CPU, r.PeakRSS = a.usage()
+		r.IdleRSS = idle[a]
 		cpu += r.CPU
 		f.res.AgentPeakRSS = max(f.res.AgentPeakRSS, r.PeakRSS)
+		f.res.AgentIdleRSS = max(f.res.AgentIdleRSS, r.IdleRSS)
 		f.res.FromPeers += r.FromPeers
 		f.res.FromOrigin += r.FromOrigin
 		switch {

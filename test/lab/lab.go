@@ -202,7 +202,7 @@ func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin
 	os.RemoveAll(fl.seederData)
 	os.RemoveAll(fl.mirrorRoot)
 
-	if !cfg.SkipHTTP {
+	if !cfg.SkipHTTP && !sc.SkipHTTP {
 		h := &plainHTTP{env: e}
 		if res.HTTP, err = h.run(ctx); err != nil {
 			return nil, fmt.Errorf("plain-HTTP phase: %w", err)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -216,4 +217,19 @@ func runProc(ctx context.Context, spec procSpec, timeout time.Duration) ([]strin
 		return lines, fmt.Errorf("%s: %w\n%s", spec.name, p.err, strings.Join(lines, "\n"))
 	}
 	return lines, nil
+}
+
+// rss is the running process's resident set size in bytes (VmRSS), 0 if unknown.
+func (p *proc) rss() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -89,7 +89,9 @@ the release over plain HTTP, every agent node fetches it, no faults).
 - **from peers**: share of the payload the agents logged as received from other agents. Agents
   log it when a download ends, so the bytes of a process killed mid-download are missing from
   these columns; **wire in** (the agent's link counter) counts everything it received.
-- **CPU s/agent** and **peak RSS**: rusage of the agent processes (user + system; ru_maxrss).
+- **CPU s/agent (per GiB)**: rusage of the agent processes (user + system), and the same per GiB
+  of release received. **Agent RSS**: peak is ru_maxrss; idle is VmRSS of the installed agents at
+  the end of the phase, while they only seed and poll.
 - **host CPU**: the machine's busy share during the Peerpatch phase, and in brackets the share
   its processes (agents, seeder, mirror) used by rusage; near 100% the figures measure the CPU
   rather than the links, and a busy share well above the lab's means other load on the machine.
@@ -100,7 +102,7 @@ the release over plain HTTP, every agent node fetches it, no faults).
 // Table is the summary table in Markdown.
 func (r *Report) Table() string {
 	var b strings.Builder
-	b.WriteString("| scenario | N × F | caps | T_min | Peerpatch makespan (÷T_min) | HTTP makespan (÷T_min) | HTTP expected | speed-up | origin ÷ F Peerpatch / HTTP | p50 / p99 Peerpatch | p50 / p99 HTTP | from peers | CPU s/agent | peak RSS | host CPU | verdict |\n")
+	b.WriteString("| scenario | N × F | caps | T_min | Peerpatch makespan (÷T_min) | HTTP makespan (÷T_min) | HTTP expected | speed-up | origin ÷ F Peerpatch / HTTP | p50 / p99 Peerpatch | p50 / p99 HTTP | from peers | CPU s/agent (per GiB) | agent RSS peak / idle | host CPU | verdict |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i := range r.Scenarios {
 		s := &r.Scenarios[i]
@@ -124,8 +126,8 @@ func (r *Report) Table() string {
 		} else {
 			row = append(row, "—")
 		}
-		row = append(row, pct(pp.FromPeers, pp.FromPeers+pp.FromOrigin), fmt.Sprintf("%.1f", pp.AgentCPU),
-			Size(pp.AgentPeakRSS).String(), fmt.Sprintf("%.0f%% (lab %.0f%%)", 100*pp.HostBusy, 100*pp.LabCPU), s.verdict())
+		row = append(row, pct(pp.FromPeers, pp.FromPeers+pp.FromOrigin), fmt.Sprintf("%.1f (%.1f)", pp.AgentCPU, pp.AgentCPU/gib(s.Scenario.Bundle)),
+			Size(pp.AgentPeakRSS).String()+" / "+Size(pp.AgentIdleRSS).String(), fmt.Sprintf("%.0f%% (lab %.0f%%)", 100*pp.HostBusy, 100*pp.LabCPU), s.verdict())
 		b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 	}
 	return b.String()
@@ -206,8 +208,8 @@ func (s *ScenarioResult) section(b *strings.Builder) {
 	if pp.BadSent > 0 {
 		fmt.Fprintf(b, "- The corrupt peers sent %s of garbage (%.2f × F).\n", Size(pp.BadSent), float64(pp.BadSent)/float64(sc.Bundle))
 	}
-	fmt.Fprintf(b, "- Seeder: %.1f CPU s, peak RSS %s. Agents: %.1f CPU s each on average, peak RSS at most %s.\n",
-		pp.SeederCPU, Size(pp.SeederRSS), pp.AgentCPU, Size(pp.AgentPeakRSS))
+	fmt.Fprintf(b, "- Seeder: %.1f CPU s, peak RSS %s. Agents: %.1f CPU s each on average (%.1f CPU s per GiB received), peak RSS at most %s, idle RSS at the end at most %s.\n",
+		pp.SeederCPU, Size(pp.SeederRSS), pp.AgentCPU, pp.AgentCPU/gib(sc.Bundle), Size(pp.AgentPeakRSS), Size(pp.AgentIdleRSS))
 	if h := s.HTTP; h != nil {
 		fmt.Fprintf(b, "- Plain HTTP: %d/%d fetched identical; makespan **%s = %.2f × T_min**, expected N·F/u_s × 1514/1448 = %s "+
 			"(measured ÷ expected = %.3f); p50 %s, p99 %s; the origin sent %.2f × F. Host CPU %.0f%% busy, %.0f%% by the lab's processes.\n",
@@ -345,3 +347,6 @@ func ReadReport(path string) (*Report, error) {
 	}
 	return &r, nil
 }
+
+// gib is a size in GiB.
+func gib(s Size) float64 { return float64(s) / (1 << 30) }

@@ -66,6 +66,9 @@ type PhaseResult struct {
 	// CPU and memory of the agents (sum over their processes; peak of their peaks).
 	AgentCPU     float64 `json:"agent_cpu_s_mean"`
 	AgentPeakRSS int64   `json:"agent_peak_rss_max"`
+	// AgentIdleRSS is the largest resident set of an installed agent at the end of the phase,
+	// while it only seeds and polls.
+	AgentIdleRSS int64   `json:"agent_idle_rss_max,omitempty"`
 	SeederCPU    float64 `json:"seeder_cpu_s"`
 	SeederRSS    int64   `json:"seeder_peak_rss"`
 	// HostBusy is the share of the machine's CPU time spent busy during the phase: near 1, the
@@ -115,6 +118,7 @@ type AgentResult struct {
 	WireOut    int64    `json:"wire_bytes_out"`
 	CPU        float64  `json:"cpu_s"`
 	PeakRSS    int64    `json:"peak_rss"`
+	IdleRSS    int64    `json:"idle_rss,omitempty"`
 	Install    Install  `json:"install"`
 	Errors     []string `json:"errors,omitempty"`
 }

@@ -31,6 +31,9 @@ type Scenario struct {
 	Mirror bool `yaml:"mirror" json:"mirror"`
 	// Seed picks the agents that faults strike and the release bytes.
 	Seed uint64 `yaml:"seed" json:"seed"`
+	// SkipHTTP leaves out this scenario's plain-HTTP run, where it would take many minutes
+	// (a slow origin, a big fleet); the report still gives the HTTP expectation.
+	SkipHTTP bool `yaml:"skip_http" json:"skip_http,omitempty"`
 	// Timeout bounds each phase (default: three times the plain-HTTP expectation plus 2m).
 	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
 	// AgentArgs are extra flags for every `peerpatch agent`.
