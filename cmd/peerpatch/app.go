@@ -23,6 +23,7 @@ import (
 	"github.com/peerpatch/peerpatch/demo"
 	"github.com/peerpatch/peerpatch/pkg/api"
 	"github.com/peerpatch/peerpatch/pkg/deploy"
+	"github.com/peerpatch/peerpatch/pkg/release"
 	"github.com/peerpatch/peerpatch/pkg/rollout"
 	"github.com/peerpatch/peerpatch/seeder"
 	"github.com/peerpatch/peerpatch/seeder/adminclient"
@@ -97,6 +98,21 @@ func parseRate(s string) (int64, error) {
 	}
 	if n > math.MaxInt64 {
 		return 0, fmt.Errorf("want bytes per second such as 8MiB: %s is too large", s)
+	}
+	return int64(n), nil
+}
+
+// pieceSize parses a piece size such as "1MiB"; "" is 0, the release's default.
+func pieceSize(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(s)
+	if err == nil {
+		err = release.ValidPieceLength(int64(min(n, math.MaxInt64)))
+	}
+	if err != nil {
+		return 0, fmt.Errorf("want a power of two from 16KiB to 16MiB, such as 1MiB: %w", err)
 	}
 	return int64(n), nil
 }
@@ -188,6 +204,7 @@ func publishCommand() *cli.Command {
 			&cli.IntFlag{Name: "rollout", Value: 100, Usage: "roll the release out to this `PERCENT` (0 to 100) of the channel's agents"},
 			&cli.StringSliceFlag{Name: "ring", Usage: "also roll it out to the agents of `ring` (agent --ring), whatever the percent (repeatable)"},
 			&cli.BoolFlag{Name: "urgent", Usage: "let agents install it outside their maintenance windows"},
+			&cli.StringFlag{Name: "piece-size", Usage: "torrent piece `size`, a power of two from 16KiB to 16MiB (default: from the release's size, 256KiB to 4MiB, at most 256 pieces)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {
@@ -198,12 +215,16 @@ func publishCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
+			pieceLength, err := pieceSize(c.String("piece-size"))
+			if err != nil {
+				return fmt.Errorf("publish: --piece-size %q: %w", c.String("piece-size"), err)
+			}
 			cl, err := newAdminClient(c)
 			if err != nil {
 				return err
 			}
 			res, err := cl.PublishRelease(c.Context, c.String("keys"), c.String("channel"), c.String("version"), c.Args().First(),
-				adminclient.PublishOptions{Role: c.String("role"), Rollout: policy})
+				adminclient.PublishOptions{Role: c.String("role"), Rollout: policy, PieceLength: pieceLength})
 			if err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}

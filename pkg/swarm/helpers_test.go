@@ -79,7 +79,13 @@ func buildRelease(t testing.TB, name string, files []testFile, webSeeds []string
 // built builds the release at root (under parent) and wraps it into a .torrent with webSeeds.
 func built(t testing.TB, parent, root string, files []testFile, webSeeds []string) *testRelease {
 	t.Helper()
-	layout, err := release.Build(context.Background(), root, 0)
+	return builtWith(t, parent, root, files, webSeeds, 0)
+}
+
+// builtWith is built with the given piece length (0: the default).
+func builtWith(t testing.TB, parent, root string, files []testFile, webSeeds []string, pieceLength int64) *testRelease {
+	t.Helper()
+	layout, err := release.Build(context.Background(), root, pieceLength)
 	if err != nil {
 		t.Fatalf("release.Build: %v", err)
 	}
@@ -106,12 +112,18 @@ func built(t testing.TB, parent, root string, files []testFile, webSeeds []strin
 // buildFileRelease writes a single file called name and builds it as a release.
 func buildFileRelease(t testing.TB, name string, data []byte) *testRelease {
 	t.Helper()
+	return buildFileReleaseWith(t, name, data, 0)
+}
+
+// buildFileReleaseWith is buildFileRelease with the given piece length (0: the default).
+func buildFileReleaseWith(t testing.TB, name string, data []byte, pieceLength int64) *testRelease {
+	t.Helper()
 	parent := t.TempDir()
 	root := filepath.Join(parent, name)
 	if err := os.WriteFile(root, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return built(t, parent, root, []testFile{{name, data}}, nil)
+	return builtWith(t, parent, root, []testFile{{name, data}}, nil, pieceLength)
 }
 
 // withWebSeeds returns a copy of r whose .torrent lists webSeeds.

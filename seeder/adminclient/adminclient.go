@@ -84,6 +84,9 @@ type PublishOptions struct {
 	// releases/<channel>/<version>/rollout unless it is rollout.Default() (a release without
 	// one is rolled out to everyone).
 	Rollout rollout.Policy
+	// PieceLength is the torrent's piece size, a power of two from 16 KiB to 16 MiB; 0 picks
+	// it from the release's size (release.PieceLength).
+	PieceLength int64
 }
 
 // PublishRelease is Publish with options.
@@ -117,7 +120,7 @@ func (c *Client) PublishRelease(ctx context.Context, keysDir, channel, version, 
 			return nil, err
 		}
 	}
-	layout, err := release.Build(ctx, path, 0)
+	layout, err := release.Build(ctx, path, opts.PieceLength)
 	if err != nil {
 		return nil, err
 	}

@@ -264,8 +264,11 @@ func (f *fleet) notWaiting(as []*agentRun) []string {
 // publish publishes the release from the seeder's namespace (the admin is on the origin host).
 func (f *fleet) publish(ctx context.Context) error {
 	t := time.Now()
-	out, err := nsOutput(ctx, 5*time.Minute, f.env.seeder, f.bin, "publish", "--seeder", f.seederURL, "--keys", f.deploy,
-		"--channel", channel, "--version", version, "--json", f.release.dir)
+	args := []string{"publish", "--seeder", f.seederURL, "--keys", f.deploy, "--channel", channel, "--version", version, "--json"}
+	if f.sc.PieceSize > 0 {
+		args = append(args, "--piece-size", fmt.Sprint(int64(f.sc.PieceSize)))
+	}
+	out, err := nsOutput(ctx, 5*time.Minute, f.env.seeder, append(append([]string{f.bin}, args...), f.release.dir)...)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}

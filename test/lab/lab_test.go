@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,8 @@ func TestBuiltinScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"baseline": true, "seeder-dies": true, "churn": true, "crash-install": true, "bad-peer": true, "disk-full": true}
+	want := map[string]bool{"baseline": true, "seeder-dies": true, "churn": true, "crash-install": true, "bad-peer": true, "disk-full": true,
+		"baseline-n8": true, "baseline-n32": true, "origin-fast": true, "origin-slow": true}
 	for _, s := range all {
 		delete(want, s.Name)
 		if _, err := s.Apply(Overrides{Agents: 4, Bundle: 32 << 20}); err != nil {
@@ -91,6 +93,19 @@ func TestBuiltinScenarios(t *testing.T) {
 	}
 	for n := range want {
 		t.Errorf("builtin scenario %s is missing", n)
+	}
+}
+
+// TestExperimentScenarios parses the scenario files kept for one-off comparisons.
+func TestExperimentScenarios(t *testing.T) {
+	files, err := filepath.Glob("experiments/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no experiment scenarios: %v", err)
+	}
+	for _, f := range files {
+		if _, err := Lookup(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
 
@@ -105,6 +120,7 @@ func TestParseScenario(t *testing.T) {
 		{name: "unknown nested key", yaml: "name: x\nagents: 4\nbundle: 32MiB\nlinks: {seeder: {up: 20MiB, dn: 20MiB}, agent: {up: 1MiB, down: 2MiB}}\n", wantErr: "dn"},
 		{name: "bad size", yaml: "name: x\nagents: 4\nbundle: lots\n", wantErr: "lots"},
 		{name: "no agents", yaml: "name: x\nagents: 0\nbundle: 32MiB\nlinks: {seeder: {up: 20MiB, down: 20MiB}, agent: {up: 1MiB, down: 2MiB}}\n", wantErr: "agents"},
+		{name: "piece size not a power of two", yaml: "name: x\nagents: 4\nbundle: 32MiB\npiece_size: 300KiB\nlinks: {seeder: {up: 20MiB, down: 20MiB}, agent: {up: 1MiB, down: 2MiB}}\n", wantErr: "piece_size"},
 		{name: "unknown fault", yaml: "name: x\nagents: 4\nbundle: 32MiB\nlinks: {seeder: {up: 20MiB, down: 20MiB}, agent: {up: 1MiB, down: 2MiB}}\nfaults: [{kind: meteor}]\n", wantErr: "meteor"},
 		{name: "seeder dies without mirror", yaml: "name: x\nagents: 4\nbundle: 32MiB\nlinks: {seeder: {up: 20MiB, down: 20MiB}, agent: {up: 1MiB, down: 2MiB}}\nfaults: [{kind: kill-seeder, at: 30%}]\n", wantErr: "mirror"},
 		{name: "mirror without caps", yaml: "name: x\nagents: 4\nbundle: 32MiB\nmirror: true\nlinks: {seeder: {up: 20MiB, down: 20MiB}, agent: {up: 1MiB, down: 2MiB}}\n", wantErr: "links.mirror"},

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/peerpatch/peerpatch/pkg/release"
 )
 
 // Scenario is one lab experiment, read from a small YAML file (unknown keys are refused).
@@ -25,6 +27,8 @@ type Scenario struct {
 	Agents int `yaml:"agents" json:"agents"`
 	// Bundle is F, the release size in bytes.
 	Bundle Size `yaml:"bundle" json:"bundle_bytes"`
+	// PieceSize is the torrent's piece size (publish --piece-size); 0 is Peerpatch's default.
+	PieceSize Size `yaml:"piece_size" json:"piece_size,omitempty"`
 	// Links are the caps applied with tc to every node class.
 	Links Links `yaml:"links" json:"links"`
 	// Mirror adds a web-seed mirror node serving a copy of the seeder's releases/ tree.
@@ -210,6 +214,11 @@ func (s *Scenario) Validate() error {
 	}{{"links.seeder", s.Links.Seeder, true}, {"links.agent", s.Links.Agent, true}, {"links.mirror", s.Links.Mirror, s.Mirror}} {
 		if l.need && (l.link.Up < 64<<10 || l.link.Down < 64<<10) {
 			bad("%s: up %d and down %d bytes/s, want both at least 64KiB", l.key, l.link.Up, l.link.Down)
+		}
+	}
+	if s.PieceSize != 0 {
+		if err := release.ValidPieceLength(int64(s.PieceSize)); err != nil {
+			bad("piece_size: %v", err)
 		}
 	}
 	if s.Timeout < 0 {
