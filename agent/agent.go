@@ -98,6 +98,7 @@ type Agent struct {
 	torrents    map[string]*swarm.Torrent // by version
 	seeding     map[string]time.Time      // by version: when this process first saw it complete
 	downloading download                  // the release being (or last) downloaded, for metrics
+	staged      map[string]string         // by version: a checked-on-install staging copy (see stager)
 	retired     retired                   // transfer figures of dropped torrents, for metrics
 
 	meters  *meters
@@ -600,6 +601,12 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	a.mu.Unlock()
 	began := time.Now()
 	var lastReport time.Time
+	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m)
+	if err != nil {
+		log.Warn("cannot stage the install while downloading; the install will copy the release", "err", err)
+	} else {
+		t.OnVerified(stage.piece)
+	}
 	err = t.Download(ctx, swarm.DownloadOptions{
 		FallbackAfter: a.cfg.FallbackAfter,
 		StallTimeout:  a.cfg.StallTimeout,
@@ -612,6 +619,10 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 			}
 		},
 	})
+	if stage != nil {
+		t.OnVerified(nil)
+		a.keepStaged(m.Version, stage, err == nil, log)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -619,6 +630,38 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	st := t.Stats()
 	log.Info("downloaded", "received", st.FromPeers+st.FromOrigin, "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "wasted", st.Wasted)
 	return t, nil
+}
+
+// keepStaged finishes the staging copy of a download: kept for the install if the download
+// completed and every piece was staged, removed otherwise.
+func (a *Agent) keepStaged(version string, st *stager, complete bool, log *slog.Logger) {
+	if !complete {
+		st.discard()
+		return
+	}
+	dir, err := st.finish()
+	if err != nil {
+		log.Info("no staging copy; the install will copy the release", "err", err)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if old := a.staged[version]; old != "" && old != dir {
+		os.RemoveAll(old)
+	}
+	if a.staged == nil {
+		a.staged = make(map[string]string)
+	}
+	a.staged[version] = dir
+}
+
+// takeStaged returns the staging copy kept for version ("" if none); the caller owns it.
+func (a *Agent) takeStaged(version string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	dir := a.staged[version]
+	delete(a.staged, version)
+	return dir
 }
 
 // fetchTorrent gets the release's .torrent from the first seeder that has it.

@@ -92,7 +92,13 @@ func newFileRelease(t *testing.T, a *Agent, version, name, content string) *test
 
 func placeRelease(t *testing.T, a *Agent, version, src string) *testRelease {
 	t.Helper()
-	l, err := release.Build(context.Background(), src, 0)
+	return placeReleaseWith(t, a, version, src, 0)
+}
+
+// placeReleaseWith is placeRelease with the given piece length (0: the default).
+func placeReleaseWith(t *testing.T, a *Agent, version, src string, pieceLength int64) *testRelease {
+	t.Helper()
+	l, err := release.Build(context.Background(), src, pieceLength)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,7 @@ type Torrent struct {
 	fromOrigin, fromPeers atomic.Int64
 	badPieces             atomic.Int64
 	webSeedsOn            atomic.Bool
+	onVerified            atomic.Pointer[func(int, []byte)] // see OnVerified
 
 	mu       sync.Mutex
 	lastBad  *PieceError
@@ -157,9 +158,23 @@ func (t *Torrent) pieceFailed(i int) {
 // storage calls it from the library's hashing, so the bans (which take the library's lock to
 // drop connections) happen on their own goroutine.
 func (t *Torrent) pieceVerified(i int, data []byte) {
+	if f := t.onVerified.Load(); f != nil {
+		(*f)(i, data)
+	}
 	for _, ip := range t.blame.verified(i, data) {
 		go t.c.ban(ip, t, i)
 	}
+}
+
+// OnVerified has f called with the index and bytes of every piece that passes SHA-256
+// verification from now on, until OnVerified(nil). f runs on the library's hashing goroutine:
+// it must be quick and must not keep data.
+func (t *Torrent) OnVerified(f func(piece int, data []byte)) {
+	if f == nil {
+		t.onVerified.Store(nil)
+		return
+	}
+	t.onVerified.Store(&f)
 }
 
 // awaitChecked waits until the library has checked the data already on disk (pieces whose
