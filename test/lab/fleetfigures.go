@@ -52,7 +52,8 @@ func (f *fleet) finish(ctx context.Context) {
 	if !f.seederDead && f.seeder != nil {
 		f.seederStatus(ctx)
 	}
-	// Agents that installed are idle now (seeding, polling): their memory then.
+	// The memory of the agents that installed, now that the last one did (they may still be
+	// seeding to the last ones).
 	idle := make(map[*agentRun]int64)
 	for _, a := range f.agents {
 		if a.running() && !a.installedAt.IsZero() {

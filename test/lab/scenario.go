@@ -71,8 +71,9 @@ const (
 	// FaultKillDownloading: SIGKILL Agents agents once each holds At of F; restart after
 	// RestartAfter.
 	FaultKillDownloading = "kill-downloading"
-	// FaultKillInstalling: SIGKILL Agents agents while they copy the release into their install
-	// directory (once At of F is in the staging directory); restart after RestartAfter.
+	// FaultKillInstalling: SIGKILL Agents agents after their download, while they install (once
+	// At of F is in the staging directory, which agents fill while downloading); restart after
+	// RestartAfter.
 	FaultKillInstalling = "kill-installing"
 	// FaultCorruptPeer: Agents extra agents install the release first, then one byte in every
 	// Every of their swarm copies is flipped; the N agents start after that.
