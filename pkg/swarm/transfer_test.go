@@ -10,9 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
 // startSeeder starts an origin client seeding r from r.parent, announcing to trackerURL.
@@ -65,6 +68,18 @@ func TestTransfer(t *testing.T) {
 	if s := lt.Stats(); s.Completed != 0 || s.Total != r.layout.Length || lt.Complete() {
 		t.Fatalf("fresh leecher stats %+v", s)
 	}
+	// OnVerified hands over every piece with its verified bytes (the agent stages its install
+	// from them).
+	var handedMu sync.Mutex
+	handed := make(map[int]int)
+	lt.OnVerified(func(i int, data []byte) {
+		handedMu.Lock()
+		defer handedMu.Unlock()
+		handed[i]++
+		if verify.Sum(data) != r.layout.PiecesSHA256[i] {
+			t.Errorf("OnVerified: piece %d with bytes that do not match its signed hash", i)
+		}
+	})
 	var progressCalls atomic.Int64
 	err = download(t, lt, DownloadOptions{
 		FallbackAfter: 30 * time.Second,
@@ -82,6 +97,14 @@ func TestTransfer(t *testing.T) {
 	if progressCalls.Load() == 0 {
 		t.Error("Progress was never called")
 	}
+	lt.OnVerified(nil)
+	handedMu.Lock()
+	for i := range r.m.NumPieces() {
+		if handed[i] == 0 {
+			t.Errorf("OnVerified never got piece %d", i)
+		}
+	}
+	handedMu.Unlock()
 	if !lt.Complete() {
 		t.Error("Download returned but the torrent is not complete")
 	}
