@@ -245,8 +245,9 @@ func ParseManifest(b []byte) (*Manifest, error) {
 // to 4 MiB giving at most 256 pieces. Every piece costs each agent a fixed amount of
 // work (a hash, a have message to every peer, a request round, a completion record),
 // and in the fleet lab that work, not the links, set the pace: a 256 MiB release
-// finished 8 to 15% sooner in 1 MiB pieces than in 256 KiB ones, with 10% less CPU. Fewer than a few hundred pieces leave too little to trade (4 MiB pieces of a
-// 256 MiB release were slower again, and cost the origin 1.09 copies).
+// finished 8 to 15% sooner in 1 MiB pieces than in 256 KiB ones, with 10% less CPU.
+// Much fewer pieces leave too little to trade: 4 MiB pieces of a 256 MiB release were
+// slower again, and cost the origin 1.09 copies.
 func PieceLength(total int64) int64 {
 	n := int64(256 << 10)
 	for n < 4<<20 && numPieces(total, n) > 256 {
