@@ -54,7 +54,7 @@ func newMeters(a *Agent) *meters {
 		}),
 		installTime: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "peerpatch_agent_install_duration_seconds",
-			Help:    "Time a successful install took: copying and verifying the files, the hooks and the switch.",
+			Help:    "Time a successful install took: checking the staged copy (or copying and verifying the files), the hooks and the switch.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14), // 0.1s to 14 min
 		}),
 		downloadTime: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -61,15 +61,8 @@ func agentID(t *testing.T, a *Agent) string {
 // listedIDs is the ids `agents list --json` shows.
 func listedIDs(t *testing.T, s *Seeder, d *Deployment) []string {
 	t.Helper()
-	r := MustRun(t, "agents", "list", "--seeder", s.URL, "--keys", d.Dir, "--json")
-	var res struct {
-		Agents []api.Agent `json:"agents"`
-	}
-	if err := json.Unmarshal([]byte(r.Stdout), &res); err != nil {
-		t.Fatalf("agents list --json %q: %v", r.Stdout, err)
-	}
 	var ids []string
-	for _, a := range res.Agents {
+	for _, a := range listAgents(t, s, d) {
 		ids = append(ids, a.ID)
 	}
 	return ids

@@ -173,13 +173,14 @@ func (t *Torrent) lacking() []int {
 	if len(missing) == 0 {
 		return nil
 	}
-	var held []interface{ Contains(uint32) bool }
+	type pieceSet interface{ Contains(uint32) bool }
+	var held []pieceSet
 	for _, pc := range t.t.PeerConns() {
 		held = append(held, pc.PeerPieces()) // a copy, taken once per connection
 	}
 	var out []int
 	for _, i := range missing {
-		if !slices.ContainsFunc(held, func(h interface{ Contains(uint32) bool }) bool { return h.Contains(uint32(i)) }) {
+		if !slices.ContainsFunc(held, func(h pieceSet) bool { return h.Contains(uint32(i)) }) {
 			out = append(out, i)
 		}
 	}
