@@ -98,7 +98,7 @@ type Agent struct {
 	torrents    map[string]*swarm.Torrent // by version
 	seeding     map[string]time.Time      // by version: when this process first saw it complete
 	downloading download                  // the release being (or last) downloaded, for metrics
-	staged      map[string]string         // by version: a checked-on-install staging copy (see stager)
+	staged      map[string]string         // by version: a checked staging copy (see stager)
 	retired     retired                   // transfer figures of dropped torrents, for metrics
 
 	meters  *meters
@@ -411,7 +411,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	var t *swarm.Torrent
 	if kept {
 		log.Info("reusing kept install")
-	} else if t, err = a.fetch(ctx, m, tc, log); err != nil {
+	} else if t, err = a.fetch(ctx, m, bundle, tc, log); err != nil {
 		if ctx.Err() == nil {
 			a.report(ctx, api.Report{State: api.StateFailed, TargetVersion: m.Version, Error: err.Error()})
 		}
@@ -427,7 +427,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	var hookErr *HookError
 	if err != nil && kept && !errors.As(err, &hookErr) && ctx.Err() == nil {
 		log.Warn("kept install unusable; downloading", "err", err)
-		if t, err = a.fetch(ctx, m, tc, log); err == nil {
+		if t, err = a.fetch(ctx, m, bundle, tc, log); err == nil {
 			err = a.installAs(ctx, m, bundle, dec.Rollback, log)
 		}
 	}
@@ -568,7 +568,7 @@ func (a *Agent) trustVersion(v string) error {
 }
 
 // fetch downloads a release into the swarm directory, every piece verified as it arrives.
-func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client, log *slog.Logger) (*swarm.Torrent, error) {
+func (a *Agent) fetch(ctx context.Context, m *release.Manifest, bundle trust.Target, tc *trust.Client, log *slog.Logger) (*swarm.Torrent, error) {
 	h := &held{Manifest: *m}
 	key := keyHeld + m.Channel + "/" + m.Version
 	if err := a.db.Get(store.State, key, h); errors.Is(err, store.ErrNotFound) {
@@ -601,7 +601,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	a.mu.Unlock()
 	began := time.Now()
 	var lastReport time.Time
-	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m)
+	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m, bundle.SHA256)
 	if err != nil {
 		log.Warn("cannot stage the install while downloading; the install will copy the release", "err", err)
 	} else {
@@ -633,17 +633,23 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 }
 
 // keepStaged finishes the staging copy of a download: kept for the install if the download
-// completed and every piece was staged, removed otherwise.
+// completed, every piece was staged and the copy passed its check; removed otherwise.
 func (a *Agent) keepStaged(version string, st *stager, complete bool, log *slog.Logger) {
 	if !complete {
 		st.discard()
 		return
 	}
+	began := time.Now()
 	dir, err := st.finish()
+	if errors.Is(err, verify.ErrMismatch) {
+		log.Warn("staged copy failed its check; the install will copy the release", "err", err)
+		return
+	}
 	if err != nil {
 		log.Info("no staging copy; the install will copy the release", "err", err)
 		return
 	}
+	log.Debug("staged copy checked", "dir", dir, "finished in", time.Since(began))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if old := a.staged[version]; old != "" && old != dir {

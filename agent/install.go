@@ -66,16 +66,9 @@ func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust
 		}
 	}
 	if _, err := os.Stat(final); errors.Is(err, fs.ErrNotExist) {
-		// The copy staged during the download needs only the check; without one (or if it
-		// fails the check), copy from the swarm copy, checking every byte written.
+		// The copy staged during the download was checked as it was staged (see stager);
+		// without one, copy from the swarm copy, checking every byte written.
 		staging := a.takeStaged(m.Version)
-		if staging != "" {
-			if err := verify.Tree(ctx, a.entries(m, staging, false), bundle.SHA256); err != nil {
-				log.Warn("staged copy failed its check; copying the release again", "dir", staging, "err", err)
-				os.RemoveAll(staging)
-				staging = ""
-			}
-		}
 		if staging == "" {
 			if staging, err = os.MkdirTemp(releases, stagingPrefix+m.Version+"-"); err != nil {
 				return fmt.Errorf("install: %w", err)

@@ -3,59 +3,80 @@ package agent
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
-// TestStagedInstall stages a release piece by piece, as a download does, then installs it.
+// TestStagedInstall stages a release piece by piece, out of order as a download does, then
+// installs it: from the staged copy when that is complete and passes its check, from the swarm
+// copy otherwise.
 func TestStagedInstall(t *testing.T) {
-	files := map[string]string{
+	dirFiles := map[string]string{
 		"bin/app":      strings.Repeat("app ", 20000), // 80,000 bytes: pieces cross files
 		"empty":        "",
 		"lib/data.txt": strings.Repeat("data", 5000),
 		"share/doc":    "notes",
 	}
+	single := map[string]string{"app.bin": strings.Repeat("single", 20000)}
 	tests := []struct {
 		name    string
+		files   map[string]string
 		skip    int                               // piece left unstaged; -1: none
-		damage  func(t *testing.T, staged string) // after staging
+		corrupt int                               // piece staged with a flipped byte; -1: none
+		bundle  func(verify.Digest) verify.Digest // the bundle digest the stager checks against
 		noSwarm bool                              // remove the swarm copy before the install
+		wantLog string                            // in keepStaged's log: why no copy was kept
 	}{
-		{name: "staged copy is installed without the swarm copy", skip: -1, noSwarm: true},
-		{name: "damaged staged copy is copied again", skip: -1, damage: func(t *testing.T, staged string) {
-			p := filepath.Join(staged, "lib", "data.txt")
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b[100] ^= 1
-			if err := os.WriteFile(p, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{name: "incomplete staging keeps no copy", skip: 2},
+		{name: "staged copy is installed without the swarm copy", files: dirFiles, skip: -1, corrupt: -1, noSwarm: true},
+		{name: "single file staged copy is installed without the swarm copy", files: single, skip: -1, corrupt: -1, noSwarm: true},
+		{name: "corrupt staged piece fails the check; the install copies", files: dirFiles, skip: -1, corrupt: 3, wantLog: "failed its check"},
+		{name: "wrong bundle digest fails the check", files: dirFiles, skip: -1, corrupt: -1, bundle: flip, wantLog: "failed its check"},
+		{name: "wrong bundle digest fails the check of a single file", files: single, skip: -1, corrupt: -1, bundle: flip, wantLog: "failed its check"},
+		{name: "incomplete staging keeps no copy", files: dirFiles, skip: 2, corrupt: -1, wantLog: "no staging copy"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := newTestAgent(t)
-			src := filepath.Join(t.TempDir(), "app")
-			writeFiles(t, src, files)
+			tree := filepath.Join(t.TempDir(), "app") // what current must hold
+			src := tree                               // what is published
+			if len(tt.files) == 1 {
+				if err := os.MkdirAll(tree, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				src = filepath.Join(tree, "app.bin")
+				if err := os.WriteFile(src, []byte(tt.files["app.bin"]), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				writeFiles(t, src, tt.files)
+			}
 			r := placeReleaseWith(t, a, "1.0.0", src, 16<<10)
 			if r.m.NumPieces() < 5 {
 				t.Fatalf("%d pieces, want several", r.m.NumPieces())
 			}
 			var all bytes.Buffer
 			for _, f := range r.m.Files {
-				b, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(f.Path)))
+				p := src
+				if r.m.Dir {
+					p = filepath.Join(src, filepath.FromSlash(f.Path))
+				}
+				b, err := os.ReadFile(p)
 				if err != nil {
 					t.Fatal(err)
 				}
 				all.Write(b)
 			}
+			bundle := r.bundle.SHA256
+			if tt.bundle != nil {
+				bundle = tt.bundle(bundle)
+			}
 			releases := filepath.Join(a.cfg.InstallDir, releasesSub)
-			st, err := newStager(releases, r.m)
+			st, err := newStager(releases, r.m, bundle)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,23 +86,29 @@ func TestStagedInstall(t *testing.T) {
 					continue
 				}
 				end := min(int64(i+1)*r.m.PieceLength, int64(all.Len()))
-				st.piece(i, all.Bytes()[int64(i)*r.m.PieceLength:end])
+				data := bytes.Clone(all.Bytes()[int64(i)*r.m.PieceLength : end])
+				if i == tt.corrupt {
+					data[len(data)/2] ^= 1
+				}
+				st.piece(i, data)
 			}
 			st.piece(0, all.Bytes()[:r.m.PieceLength])
-			a.keepStaged(r.m.Version, st, true, discard)
+			var logged bytes.Buffer
+			a.keepStaged(r.m.Version, st, true, slog.New(slog.NewTextHandler(&logged, nil)))
 			staged := a.staged[r.m.Version]
-			if tt.skip >= 0 {
+			if tt.wantLog == "" && staged == "" {
+				t.Fatalf("no staging copy kept: %s", logged.String())
+			}
+			if tt.wantLog != "" {
 				if staged != "" {
-					t.Errorf("kept staging copy %s with piece %d missing", staged, tt.skip)
+					t.Errorf("kept staging copy %s, want none", staged)
+				}
+				if !strings.Contains(logged.String(), tt.wantLog) {
+					t.Errorf("log %q does not say %q", logged.String(), tt.wantLog)
 				}
 				if _, err := os.Stat(st.dir); !os.IsNotExist(err) {
-					t.Errorf("incomplete staging directory left: %v", err)
+					t.Errorf("staging directory left: %v", err)
 				}
-			} else if staged == "" {
-				t.Fatal("no staging copy kept")
-			}
-			if tt.damage != nil {
-				tt.damage(t, staged)
 			}
 			if tt.noSwarm {
 				if err := os.RemoveAll(r.swarm); err != nil {
@@ -91,8 +118,13 @@ func TestStagedInstall(t *testing.T) {
 			if err := a.install(context.Background(), r.m, r.bundle, discard); err != nil {
 				t.Fatalf("install: %v", err)
 			}
-			assertSameTree(t, filepath.Join(a.cfg.InstallDir, "current"), src)
+			assertSameTree(t, filepath.Join(a.cfg.InstallDir, "current"), tree)
 			assertReleaseDirs(t, a, "1.0.0")
 		})
 	}
+}
+
+func flip(d verify.Digest) verify.Digest {
+	d[0] ^= 1
+	return d
 }
