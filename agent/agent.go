@@ -105,6 +105,7 @@ type Agent struct {
 	metrics *metricsServer // nil without --metrics-listen
 
 	metadataVersion atomic.Int64 // snapshot version of the last verified metadata, for reports
+	announced       int64        // the highest metadata version a seeder's watch answered (see watch)
 }
 
 // Run runs the agent until ctx ends (returning nil) or, with Once, for one update cycle:
@@ -137,13 +138,72 @@ func Run(ctx context.Context, cfg Config) error {
 		case err != nil:
 			a.log.Error("update cycle failed", "err", err)
 		}
-		wait := time.Duration(float64(cfg.Interval) * (0.8 + 0.4*mrand.Float64()))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
+		a.await(ctx, time.Duration(float64(cfg.Interval)*(0.8+0.4*mrand.Float64())))
+	}
+}
+
+// Long polls (see the seeder's handleWatch).
+const (
+	// maxWatch is the longest watch asked for: under the agent's HTTP timeout (30 s).
+	maxWatch = 25 * time.Second
+	// minWatch is the shortest watch worth asking for.
+	minWatch = 100 * time.Millisecond
+	// minCycleGap is the least wait after a check before news starts the next, so that a seeder
+	// announcing version after version cannot keep the agent checking without pause.
+	minCycleGap = 200 * time.Millisecond
+)
+
+// await waits d, or less: until a seeder says it has newer metadata than the agent verified
+// last. Between watches that end without news it asks again; if no seeder answers a watch
+// (one too old to have it, or none reachable), it waits out d.
+func (a *Agent) await(ctx context.Context, d time.Duration) {
+	began := time.Now()
+	deadline := began.Add(d)
+	for time.Until(deadline) >= minWatch {
+		news, err := a.watch(ctx, min(time.Until(deadline), maxWatch))
+		if ctx.Err() != nil {
+			return
+		}
+		if news {
+			deadline = began.Add(minCycleGap)
+			break
+		}
+		if err != nil {
+			a.log.Debug("cannot watch for new metadata; checking again at the interval", "err", err)
+			break
 		}
 	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Until(deadline)):
+	}
+}
+
+// watch long-polls the seeders, the first that answers, for metadata newer than the agent's
+// and than any a watch announced before (whether or not the check that followed could fetch it:
+// otherwise a seeder whose metadata cannot be verified would wake the agent again at once).
+func (a *Agent) watch(ctx context.Context, d time.Duration) (bool, error) {
+	have := max(a.metadataVersion.Load(), a.announced)
+	q := fmt.Sprintf("%s?after=%d&wait=%.3f", api.PathWatch, have, d.Seconds())
+	var errs []error
+	for _, s := range a.cfg.Seeders {
+		b, err := a.get(ctx, s+q, 1<<10)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		var w api.Watch
+		if err := json.Unmarshal(b, &w); err != nil {
+			errs = append(errs, fmt.Errorf("GET %s: %w", s+api.PathWatch, err))
+			continue
+		}
+		if w.MetadataVersion <= have {
+			return false, nil
+		}
+		a.announced = w.MetadataVersion
+		return true, nil
+	}
+	return false, errors.Join(errs...)
 }
 
 func open(cfg Config) (a *Agent, err error) {

@@ -35,6 +35,7 @@ func (s *Seeder) routes() http.Handler {
 	mux.Handle("GET "+api.PathAnnounce, s.agentOnly(s.tracker.Handler()))
 	mux.Handle("POST "+api.PathShare+"{channel}/{version}", s.agentOnly(http.HandlerFunc(s.handleShare)))
 	mux.Handle("GET "+api.PathPeers+"{ip}", s.agentOnly(http.HandlerFunc(s.handlePeer)))
+	mux.Handle("GET "+api.PathWatch, s.agentOnly(http.HandlerFunc(s.handleWatch)))
 	mux.Handle("GET "+api.PathTorrent+"{channel}/{version}", s.agentOnly(http.HandlerFunc(s.handleTorrent)))
 	mux.Handle("POST "+api.PathReport, s.agentOnly(http.HandlerFunc(s.handleReport)))
 	mux.Handle("POST "+api.PathPublish, s.adminOnly(http.HandlerFunc(s.handlePublish)))

@@ -86,6 +86,9 @@ type Seeder struct {
 	live       map[string]*live
 	announcers map[string]map[netip.AddrPort]bool // agent id → addresses it announced
 	ready      atomic.Bool
+	// stopping is closed when the seeder begins to shut down: it ends long polls (see handleWatch).
+	stopping chan struct{}
+	woken    atomic.Int64 // watchers woken by the current change, to space them out
 }
 
 // Run starts a seeder and serves until ctx ends; then it shuts down cleanly and returns nil.
@@ -102,7 +105,7 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 		return nil, nil, err
 	}
 	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live), shareSlots: make(chan struct{}, shareSlots),
-		announcers: make(map[string]map[netip.AddrPort]bool)}
+		announcers: make(map[string]map[netip.AddrPort]bool), stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -368,6 +371,7 @@ func (s *Seeder) serve(ctx context.Context, ln net.Listener) error {
 		err = fmt.Errorf("serve %s: %w", s.cfg.Listen, err)
 	}
 	s.ready.Store(false)
+	close(s.stopping)
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(shutdown); serr != nil && err == nil && !errors.Is(serr, context.DeadlineExceeded) {

@@ -30,6 +30,7 @@ const (
 	PathPeers    = "/api/v1/peers/"   // agents: GET /api/v1/peers/<ip>: 204 if an enrolled agent announced from ip, else 404
 	PathShare    = "/api/v1/share/"   // agents: POST /api/v1/share/<channel>/<version>: one piece of the origin's (ShareRequest)
 	PathRollout  = "/api/v1/rollout"  // admin: install targets metadata that changes only rollout policies (RolloutRequest)
+	PathWatch    = "/api/v1/watch"    // agents: GET ?after=<snapshot version>&wait=<seconds>: long poll (Watch)
 )
 
 // Publish upload: a multipart/form-data body whose first part, named PartTargets, is the new
@@ -226,4 +227,10 @@ const HeaderPiece = "Peerpatch-Piece"
 // has handed out least. The answer's body is the piece, its index in HeaderPiece.
 type ShareRequest struct {
 	Want []int `json:"want,omitempty"`
+}
+
+// Watch is the answer of GET PathWatch: the seeder's metadata version, once it is newer than the
+// agent's ("after"), or when the wait ran out. The metadata itself comes from PathTUF, verified.
+type Watch struct {
+	MetadataVersion int64 `json:"metadata_version"`
 }

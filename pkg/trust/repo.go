@@ -77,6 +77,7 @@ type Repo struct {
 	timestamp *metadata.Metadata[metadata.TimestampType]
 	roles     map[string]*metadata.Metadata[metadata.TargetsType] // delegated targets roles by name
 	list      []Target                                            // top-level and delegated targets in name order
+	changed   chan struct{}                                       // closed when the snapshot changes next (see Watch)
 }
 
 // OpenRepo opens the repository in store. If store is empty it bootstraps it
@@ -87,7 +88,7 @@ func OpenRepo(store MetaStore, online *Online, dir string, now time.Time) (*Repo
 	if store == nil || online == nil {
 		return nil, errors.New("open repository: store and online keys are required")
 	}
-	r := &Repo{store: store, online: online, roles: map[string]*metadata.Metadata[metadata.TargetsType]{}}
+	r := &Repo{store: store, online: online, roles: map[string]*metadata.Metadata[metadata.TargetsType]{}, changed: make(chan struct{})}
 	_, err := store.GetMeta("timestamp.json")
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -306,6 +307,7 @@ func (r *Repo) commit(files map[string][]byte, now time.Time, roles ...roleMeta)
 		return fmt.Errorf("store metadata: %w", err)
 	}
 	r.snapshot, r.timestamp, r.list = snap, ts, list
+	r.notifyLocked()
 	return nil
 }
 
@@ -333,7 +335,22 @@ func (r *Repo) Refresh(now time.Time) (bool, error) {
 		return false, fmt.Errorf("refresh repository: store metadata: %w", err)
 	}
 	r.snapshot, r.timestamp = snap, ts
+	r.notifyLocked()
 	return true, nil
+}
+
+// Watch returns the version of the current snapshot metadata and a channel that is closed when
+// the metadata changes next (a publish, a rollout change, a rotation, a re-signed timestamp).
+func (r *Repo) Watch() (int64, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.snapshot.Signed.Version, r.changed
+}
+
+// notifyLocked wakes the watchers of the metadata; r.mu is held.
+func (r *Repo) notifyLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
 // SnapshotVersion is the version of the current snapshot metadata.

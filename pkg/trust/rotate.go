@@ -289,6 +289,7 @@ func (r *Repo) Rotate(newRoot, newTargets []byte, online *Online, now time.Time)
 			return fmt.Errorf("rotate: store metadata: %w", err)
 		}
 		r.snapshot, r.timestamp = snap, ts
+		r.notifyLocked()
 		return nil
 	}
 	t, _, err := r.verifyTargets(newTargets, now)

@@ -508,3 +508,29 @@ func TestMemStore(t *testing.T) {
 		t.Fatalf("GetMeta = %q, %v", b, err)
 	}
 }
+
+// TestRepoWatch: a watch channel is closed by the next change of the metadata, and only then.
+func TestRepoWatch(t *testing.T) {
+	now := time.Now()
+	d := newDeployment(t, now)
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	v0, ch := d.repo.Watch()
+	if _, err := d.repo.Refresh(now); err != nil || closed(ch) {
+		t.Fatalf("a refresh that re-signed nothing closed the watch (err %v)", err)
+	}
+	d.publish(t, now, d.target("a/bundle", "a"))
+	v1, ch1 := d.repo.Watch()
+	if !closed(ch) || closed(ch1) || v1 <= v0 {
+		t.Fatalf("after a publish: old watch closed %v, new watch closed %v, version %d -> %d", closed(ch), closed(ch1), v0, v1)
+	}
+	if changed, err := d.repo.Refresh(now.Add(13 * time.Hour)); err != nil || !changed || !closed(ch1) {
+		t.Fatalf("re-signed timestamp: changed %v, err %v, watch closed %v", changed, err, closed(ch1))
+	}
+}
