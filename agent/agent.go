@@ -150,7 +150,7 @@ const (
 	minWatch = 100 * time.Millisecond
 	// minCycleGap is the least wait after a check before news starts the next, so that a seeder
 	// announcing version after version cannot keep the agent checking without pause.
-	minCycleGap = 200 * time.Millisecond
+	minCycleGap = 50 * time.Millisecond
 )
 
 // await waits d, or less: until a seeder says it has newer metadata than the agent verified

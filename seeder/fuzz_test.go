@@ -120,7 +120,7 @@ func FuzzShareRequest(f *testing.F) {
 			if err != nil {
 				return
 			}
-			if i, ok := sh.pick(n, want); ok && (i < 0 || i >= n) {
+			if i, ok := sh.pick(context.Background(), "agent-1", n, want); ok && (i < 0 || i >= n) {
 				t.Fatalf("picked piece %d of %d for %q", i, n, body)
 			}
 		}
