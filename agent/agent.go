@@ -421,10 +421,10 @@ func (a *Agent) releases(ctx context.Context) (map[string]*listed, *listed, *tru
 				}
 			}
 		}
+		a.metadataVersion.Store(c.SnapshotVersion())
 		if newest == nil {
 			return nil, nil, nil, fmt.Errorf("channel %q: %w", a.cfg.Channel, ErrNoRelease)
 		}
-		a.metadataVersion.Store(c.SnapshotVersion())
 		return rels, newest, c, nil
 	}
 	return nil, nil, nil, fmt.Errorf("refresh metadata: %w", errors.Join(errs...))

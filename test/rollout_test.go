@@ -283,8 +283,13 @@ func TestRolloutHealthCheckAndYank(t *testing.T) {
 	AwaitInstalled(t, time.Minute, "3.0.0", agents...)
 	for _, a := range agents {
 		// 2.0.0 was tried once: not again after it failed, though the agent saw newer metadata.
+		// The health check runs after the switch: wait for it.
 		want := "post 1.0.0 after none; health 1.0.0; post 2.0.0 after 1.0.0; health 2.0.0; post 3.0.0 after 1.0.0; health 3.0.0"
-		if got := hookLog(a); got != want {
+		got := hookLog(a)
+		for deadline := time.Now().Add(30 * time.Second); got != want && strings.HasPrefix(want, got) && time.Now().Before(deadline); got = hookLog(a) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if got != want {
 			t.Errorf("%s ran hooks: %s\nwant: %s", a.Name, got, want)
 		}
 		if a.Previous() != "1.0.0" {
