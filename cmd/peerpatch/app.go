@@ -265,7 +265,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "channel", Required: true, Usage: "release `channel` to follow"},
 			&cli.StringFlag{Name: "install-dir", Required: true, Usage: "install directory `I`"},
 			&cli.BoolFlag{Name: "once", Usage: "run one update cycle and exit"},
-			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between update checks (jittered ±20%)"},
+			&cli.DurationFlag{Name: "interval", Value: time.Minute, Usage: "time between update checks (jittered ±20%); between checks the agent long-polls the seeder, so a publish starts a check at once"},
 			&cli.StringFlag{Name: "peer-listen", Value: "0.0.0.0:0", Usage: "`HOST:PORT` for BitTorrent peers"},
 			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "upload cap per second, e.g. 10MiB (0 = unlimited)"},
 			&cli.StringFlag{Name: "download-rate", Value: "0", Usage: "download cap per second (0 = unlimited)"},
