@@ -471,7 +471,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	var t *swarm.Torrent
 	if kept {
 		log.Info("reusing kept install")
-	} else if t, err = a.fetch(ctx, m, bundle, tc, log); err != nil {
+	} else if t, err = a.fetch(ctx, m, tc, log); err != nil {
 		if ctx.Err() == nil {
 			a.report(ctx, api.Report{State: api.StateFailed, TargetVersion: m.Version, Error: err.Error()})
 		}
@@ -487,7 +487,7 @@ func (a *Agent) cycle(ctx context.Context) error {
 	var hookErr *HookError
 	if err != nil && kept && !errors.As(err, &hookErr) && ctx.Err() == nil {
 		log.Warn("kept install unusable; downloading", "err", err)
-		if t, err = a.fetch(ctx, m, bundle, tc, log); err == nil {
+		if t, err = a.fetch(ctx, m, tc, log); err == nil {
 			err = a.installAs(ctx, m, bundle, dec.Rollback, log)
 		}
 	}
@@ -628,7 +628,7 @@ func (a *Agent) trustVersion(v string) error {
 }
 
 // fetch downloads a release into the swarm directory, every piece verified as it arrives.
-func (a *Agent) fetch(ctx context.Context, m *release.Manifest, bundle trust.Target, tc *trust.Client, log *slog.Logger) (*swarm.Torrent, error) {
+func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client, log *slog.Logger) (*swarm.Torrent, error) {
 	h := &held{Manifest: *m}
 	key := keyHeld + m.Channel + "/" + m.Version
 	if err := a.db.Get(store.State, key, h); errors.Is(err, store.ErrNotFound) {
@@ -661,7 +661,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, bundle trust.Tar
 	a.mu.Unlock()
 	began := time.Now()
 	var lastReport time.Time
-	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m, bundle.SHA256)
+	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m)
 	if err != nil {
 		log.Warn("cannot stage the install while downloading; the install will copy the release", "err", err)
 	} else {

@@ -6,10 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
-
-	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
 // TestStagedInstall stages a release piece by piece, out of order as a download does, then
@@ -26,17 +25,17 @@ func TestStagedInstall(t *testing.T) {
 	tests := []struct {
 		name    string
 		files   map[string]string
-		skip    int                               // piece left unstaged; -1: none
-		corrupt int                               // piece staged with a flipped byte; -1: none
-		bundle  func(verify.Digest) verify.Digest // the bundle digest the stager checks against
-		noSwarm bool                              // remove the swarm copy before the install
-		wantLog string                            // in keepStaged's log: why no copy was kept
+		skip    int    // piece left unstaged; -1: none
+		corrupt int    // piece staged with a flipped byte; -1: none
+		wrong   string // a file whose signed digest the stager is given wrong
+		noSwarm bool   // remove the swarm copy before the install
+		wantLog string // in keepStaged's log: why no copy was kept
 	}{
 		{name: "staged copy is installed without the swarm copy", files: dirFiles, skip: -1, corrupt: -1, noSwarm: true},
 		{name: "single file staged copy is installed without the swarm copy", files: single, skip: -1, corrupt: -1, noSwarm: true},
 		{name: "corrupt staged piece fails the check; the install copies", files: dirFiles, skip: -1, corrupt: 3, wantLog: "failed its check"},
-		{name: "wrong bundle digest fails the check", files: dirFiles, skip: -1, corrupt: -1, bundle: flip, wantLog: "failed its check"},
-		{name: "wrong bundle digest fails the check of a single file", files: single, skip: -1, corrupt: -1, bundle: flip, wantLog: "failed its check"},
+		{name: "a file that differs from its signed digest fails the check", files: dirFiles, skip: -1, corrupt: -1, wrong: "lib/data.txt", wantLog: "failed its check"},
+		{name: "a single file that differs from its signed digest fails the check", files: single, skip: -1, corrupt: -1, wrong: "app.bin", wantLog: "failed its check"},
 		{name: "incomplete staging keeps no copy", files: dirFiles, skip: 2, corrupt: -1, wantLog: "no staging copy"},
 	}
 	for _, tt := range tests {
@@ -71,12 +70,15 @@ func TestStagedInstall(t *testing.T) {
 				}
 				all.Write(b)
 			}
-			bundle := r.bundle.SHA256
-			if tt.bundle != nil {
-				bundle = tt.bundle(bundle)
+			signed := *r.m
+			signed.Files = slices.Clone(r.m.Files)
+			for i := range signed.Files {
+				if signed.Files[i].Path == tt.wrong {
+					signed.Files[i].SHA256[0] ^= 1
+				}
 			}
 			releases := filepath.Join(a.cfg.InstallDir, releasesSub)
-			st, err := newStager(releases, r.m, bundle)
+			st, err := newStager(releases, &signed)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,9 +124,4 @@ func TestStagedInstall(t *testing.T) {
 			assertReleaseDirs(t, a, "1.0.0")
 		})
 	}
-}
-
-func flip(d verify.Digest) verify.Digest {
-	d[0] ^= 1
-	return d
 }
