@@ -106,6 +106,7 @@ type Agent struct {
 
 	metadataVersion atomic.Int64 // snapshot version of the last verified metadata, for reports
 	announced       int64        // the highest metadata version a seeder's watch answered (see watch)
+	freed           time.Time    // when the agent last gave memory back (see releaseMemory)
 }
 
 // Run runs the agent until ctx ends (returning nil) or, with Once, for one update cycle:
@@ -122,6 +123,9 @@ func Run(ctx context.Context, cfg Config) error {
 		err := a.cycle(ctx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if err == nil || errors.Is(err, ErrNoRelease) {
+			a.releaseMemory(idleFree)
 		}
 		a.retireSeeds(time.Now())
 		a.meters.cycle(err)
@@ -528,11 +532,26 @@ func (a *Agent) cycle(ctx context.Context) error {
 	}
 	a.report(ctx, a.steady(m.Version))
 	a.prune()
-	// The download's buffers are garbage now and the agent goes back to seeding and polling:
-	// give their memory back to the system rather than hold it until the runtime's scavenger
-	// gets to it minutes later.
-	debug.FreeOSMemory()
+	// The download's buffers are garbage now and the agent goes back to seeding and polling.
+	a.releaseMemory(0)
 	return nil
+}
+
+// idleFree is the least time between two returns of memory to the system by an idle agent.
+const idleFree = 10 * time.Second
+
+// releaseMemory gives the memory the agent freed back to the system, rather than hold it until
+// the runtime's scavenger gets to it minutes later: after an install, and after checks that
+// found nothing to do (the buffers of uploads to the last neighbours are garbage by then). It
+// does nothing if it did so less than every ago: an agent checking every second should not
+// collect garbage every second. In the lab an idle agent holds 36-38 MiB (22 MiB of it the
+// binary's pages) instead of 41-45 MiB.
+func (a *Agent) releaseMemory(every time.Duration) {
+	if time.Since(a.freed) < every {
+		return
+	}
+	debug.FreeOSMemory()
+	a.freed = time.Now()
 }
 
 // mayInstall reports whether the agent may switch as dec says now (by Config.Clock): inside a

@@ -39,6 +39,10 @@ func (f *fleet) sample(now time.Time) {
 	f.res.Timeline = append(f.res.Timeline, p)
 }
 
+// idleSettle is how long the lab waits after the last install before it samples the agents'
+// memory at rest.
+const idleSettle = 15 * time.Second
+
 // finish takes the figures: counters at once, then the seeder's view, then the processes'
 // usage after stopping them, then the installs.
 func (f *fleet) finish(ctx context.Context) {
@@ -52,8 +56,12 @@ func (f *fleet) finish(ctx context.Context) {
 	if !f.seederDead && f.seeder != nil {
 		f.seederStatus(ctx)
 	}
-	// The memory of the agents that installed, now that the last one did (they may still be
-	// seeding to the last ones).
+	// The memory of the agents that installed, idleSettle after the last one did: they hold
+	// the release and seed it, but nobody needs anything any more.
+	select {
+	case <-ctx.Done():
+	case <-time.After(idleSettle):
+	}
 	idle := make(map[*agentRun]int64)
 	for _, a := range f.agents {
 		if a.running() && !a.installedAt.IsZero() {

@@ -90,9 +90,10 @@ the release over plain HTTP, every agent node fetches it, no faults).
   log it when a download ends, so the bytes of a process killed mid-download are missing from
   these columns; **wire in** (the agent's link counter) counts everything it received.
 - **CPU s/agent (per GiB)**: rusage of the agent processes (user + system), and the same per GiB
-  of release received. **Agent RSS**: peak is ru_maxrss; at end is the largest VmRSS of the
-  installed agents when the last one installed (they still seed to the last ones then; about
-  22 MiB of it is the binary's file pages, shared by all agents on one host).
+  of release received. **Agent RSS**: peak is ru_maxrss; idle is the largest VmRSS of the
+  installed agents 15 s after the last one installed (they still seed, but nobody needs
+  anything; about 22 MiB of it is the binary's file pages, shared by all agents on one host).
+  The CPU figures include those 15 s.
 - **host CPU**: the machine's busy share during the Peerpatch phase, and in brackets the share
   its processes (agents, seeder, mirror) used by rusage; near 100% the figures measure the CPU
   rather than the links, and a busy share well above the lab's means other load on the machine.
@@ -103,7 +104,7 @@ the release over plain HTTP, every agent node fetches it, no faults).
 // Table is the summary table in Markdown.
 func (r *Report) Table() string {
 	var b strings.Builder
-	b.WriteString("| scenario | N × F | caps | T_min | Peerpatch makespan (÷T_min) | HTTP makespan (÷T_min) | HTTP expected | speed-up | origin ÷ F Peerpatch / HTTP | p50 / p99 Peerpatch | p50 / p99 HTTP | from peers | CPU s/agent (per GiB) | agent RSS peak / at end | host CPU | verdict |\n")
+	b.WriteString("| scenario | N × F | caps | T_min | Peerpatch makespan (÷T_min) | HTTP makespan (÷T_min) | HTTP expected | speed-up | origin ÷ F Peerpatch / HTTP | p50 / p99 Peerpatch | p50 / p99 HTTP | from peers | CPU s/agent (per GiB) | agent RSS peak / idle | host CPU | verdict |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i := range r.Scenarios {
 		s := &r.Scenarios[i]
@@ -209,7 +210,7 @@ func (s *ScenarioResult) section(b *strings.Builder) {
 	if pp.BadSent > 0 {
 		fmt.Fprintf(b, "- The corrupt peers sent %s of garbage (%.2f × F).\n", Size(pp.BadSent), float64(pp.BadSent)/float64(sc.Bundle))
 	}
-	fmt.Fprintf(b, "- Seeder: %.1f CPU s, peak RSS %s. Agents: %.1f CPU s each on average (%.1f CPU s per GiB received), peak RSS at most %s, RSS at the end at most %s.\n",
+	fmt.Fprintf(b, "- Seeder: %.1f CPU s, peak RSS %s. Agents: %.1f CPU s each on average (%.1f CPU s per GiB received), peak RSS at most %s, idle RSS at most %s.\n",
 		pp.SeederCPU, Size(pp.SeederRSS), pp.AgentCPU, pp.AgentCPU/gib(sc.Bundle), Size(pp.AgentPeakRSS), Size(pp.AgentIdleRSS))
 	if h := s.HTTP; h != nil {
 		fmt.Fprintf(b, "- Plain HTTP: %d/%d fetched identical; makespan **%s = %.2f × T_min**, expected N·F/u_s × 1514/1448 = %s "+

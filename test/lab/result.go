@@ -66,8 +66,8 @@ type PhaseResult struct {
 	// CPU and memory of the agents (sum over their processes; peak of their peaks).
 	AgentCPU     float64 `json:"agent_cpu_s_mean"`
 	AgentPeakRSS int64   `json:"agent_peak_rss_max"`
-	// AgentIdleRSS is the largest resident set of an installed agent when the last agent
-	// installed (it may still be seeding to the last ones then).
+	// AgentIdleRSS is the largest resident set of an installed agent idleSettle after the last
+	// agent installed.
 	AgentIdleRSS int64   `json:"agent_idle_rss_max,omitempty"`
 	SeederCPU    float64 `json:"seeder_cpu_s"`
 	SeederRSS    int64   `json:"seeder_peak_rss"`
