@@ -202,7 +202,9 @@ func TestTransportCorruptPeer(t *testing.T) {
 	failed, banned := 0, 0
 	for _, x := range []*Agent{bAgent, cAgent} {
 		bad := tpLines(x.Proc, `"msg":"piece failed verification"`)
-		bans := tpLines(x.Proc, "banning peer", aPort)
+		// The library bans a peer that alone supplied a bad piece; blame bans one whose block
+		// differs from a piece that verified later. On loopback only A sends corrupt data.
+		bans := append(tpLines(x.Proc, "banning peer", aPort), tpLines(x.Proc, "banned a peer that sent corrupt data")...)
 		var badPieces, fromPeers, fromOrigin any
 		if recs := x.JSONLines("installed"); len(recs) > 0 {
 			badPieces, fromPeers, fromOrigin = recs[0]["badPieces"], recs[0]["fromPeers"], recs[0]["fromOrigin"]
@@ -219,7 +221,7 @@ func TestTransportCorruptPeer(t *testing.T) {
 		t.Fatal("neither B nor C logged a piece that failed verification: A's corrupt pieces were never exercised")
 	}
 	if banned == 0 {
-		t.Fatalf("B and C rejected %d pieces but neither logged a ban of A's connection (port %s)", failed, aPort)
+		t.Fatalf("B and C rejected %d pieces but neither banned A (port %s)", failed, aPort)
 	}
 	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
 }

@@ -10,11 +10,12 @@ func TestBlame(t *testing.T) {
 	good := randBytes(9, 64<<10) // a piece of four 16 KiB blocks
 	spoilt := slices.Clone(good[16<<10 : 32<<10])
 	spoilt[5] ^= 1
-	honest, liar, other := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	// liar shares its address with honest, behind one NAT.
+	honest, liar, other := netip.MustParseAddrPort("10.0.0.1:6881"), netip.MustParseAddrPort("10.0.0.1:40000"), netip.MustParseAddrPort("10.0.0.3:6881")
 	tests := []struct {
 		name   string
 		blocks func(b *blame)
-		want   []netip.Addr
+		want   []netip.AddrPort
 	}{
 		{"every block right", func(b *blame) {
 			for begin := 0; begin < len(good); begin += 16 << 10 {
@@ -25,17 +26,21 @@ func TestBlame(t *testing.T) {
 			b.record(0, 0, honest, good[:16<<10])
 			b.record(0, 16<<10, liar, spoilt)
 			b.record(0, 32<<10, other, good[32<<10:48<<10])
-		}, []netip.Addr{liar}},
+		}, []netip.AddrPort{liar}},
 		{"a block past the piece's end", func(b *blame) {
 			b.record(0, 60<<10, liar, good[:16<<10])
-		}, []netip.Addr{liar}},
+		}, []netip.AddrPort{liar}},
 		{"a short block that matches", func(b *blame) {
 			b.record(0, 60<<10, honest, good[60<<10:])
 		}, nil},
 		{"a later good block from the same peer does not clear an earlier bad one elsewhere", func(b *blame) {
 			b.record(0, 16<<10, liar, spoilt)
 			b.record(0, 0, liar, good[:16<<10])
-		}, []netip.Addr{liar}},
+		}, []netip.AddrPort{liar}},
+		{"an honest block from the same address does not hide a bad one", func(b *blame) {
+			b.record(0, 16<<10, liar, spoilt)
+			b.record(0, 16<<10, honest, good[16<<10:32<<10])
+		}, []netip.AddrPort{liar}},
 		{"blocks of another piece are not judged", func(b *blame) {
 			b.record(1, 16<<10, liar, spoilt)
 		}, nil},

@@ -276,14 +276,16 @@ func (c *Client) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 		return
 	}
 	t.fromPeers.Add(n)
-	if ip, ok := peerIP(ev.Peer); ok {
-		t.blame.record(int(ev.Message.Index), int64(ev.Message.Begin), ip, ev.Message.Piece)
+	if addr, ok := peerAddr(ev.Peer); ok {
+		t.blame.record(int(ev.Message.Index), int64(ev.Message.Begin), addr, ev.Message.Piece)
 	}
 }
 
-// ban refuses a peer that sent corrupt blocks from now on and drops its connections.
-func (c *Client) ban(ip netip.Addr, t *Torrent, piece int) {
-	c.log.Warn("banned a peer that sent corrupt data", "peer", ip, "infohash", t.m.InfoHash, "piece", piece)
+// ban refuses the address of a peer that sent corrupt blocks from now on and drops its
+// connections (bans are per IP address: see SECURITY.md).
+func (c *Client) ban(peer netip.AddrPort, t *Torrent, piece int) {
+	ip := peer.Addr()
+	c.log.Warn("banned a peer that sent corrupt data", "peer", peer.String(), "infohash", t.m.InfoHash, "piece", piece)
 	c.peers.ban(ip)
 	c.mu.Lock()
 	torrents := make([]*Torrent, 0, len(c.torrents))
@@ -293,7 +295,7 @@ func (c *Client) ban(ip netip.Addr, t *Torrent, piece int) {
 	c.mu.Unlock()
 	for _, t := range torrents {
 		for _, pc := range t.t.PeerConns() {
-			if addr, ok := peerIP(&pc.Peer); ok && addr == ip {
+			if addr, ok := peerAddr(&pc.Peer); ok && addr.Addr() == ip {
 				pc.Close()
 			}
 		}

@@ -161,8 +161,8 @@ func (t *Torrent) pieceVerified(i int, data []byte) {
 	if f := t.onVerified.Load(); f != nil {
 		(*f)(i, data)
 	}
-	for _, ip := range t.blame.verified(i, data) {
-		go t.c.ban(ip, t, i)
+	for _, peer := range t.blame.verified(i, data) {
+		go t.c.ban(peer, t, i)
 	}
 }
 
