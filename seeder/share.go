@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -46,7 +48,13 @@ type shares struct {
 	given   []int // times each piece was handed out
 	takers  map[string]*taker
 	changed chan struct{} // closed when a taker's count changes
+
+	least   int       // pieces handed to the least-served agent still pulling...
+	leastAt time.Time // ...as counted then (at most leastEvery ago)
 }
+
+// leastEvery bounds how stale shares.least may be: counting it takes a pass over every agent.
+const leastEvery = 100 * time.Millisecond
 
 // taker is one agent pulling shares.
 type taker struct {
@@ -71,7 +79,7 @@ func (sh *shares) pick(ctx context.Context, who string, numPieces int, want []in
 	}
 	t.asked = time.Now()
 	if len(want) == 0 {
-		if !sh.holdLocked(ctx, who, t, numPieces) || sh.next >= numPieces {
+		if !sh.holdLocked(ctx, t, numPieces) || sh.next >= numPieces {
 			return 0, false
 		}
 		i := sh.next
@@ -92,12 +100,12 @@ func (sh *shares) pick(ctx context.Context, who string, numPieces int, want []in
 	return best, true
 }
 
-// holdLocked waits while taker t (agent who) is ahead of another agent still pulling, at most
+// holdLocked waits while taker t is ahead of the least-served agent still pulling, at most
 // fairHold; sh.mu is held, and released while it waits. It reports false if ctx ended.
-func (sh *shares) holdLocked(ctx context.Context, who string, t *taker, numPieces int) bool {
+func (sh *shares) holdLocked(ctx context.Context, t *taker, numPieces int) bool {
 	hold := time.NewTimer(fairHold)
 	defer hold.Stop()
-	for sh.next < numPieces && sh.aheadLocked(who, t) {
+	for sh.next < numPieces && t.given > sh.leastLocked()+fairSlack {
 		ch := sh.changed
 		sh.mu.Unlock()
 		select {
@@ -117,20 +125,24 @@ func (sh *shares) holdLocked(ctx context.Context, who string, t *taker, numPiece
 func (sh *shares) gaveLocked(t *taker, i int) {
 	sh.given[i]++
 	t.given++
+	sh.leastAt = time.Time{}
 	close(sh.changed)
 	sh.changed = make(chan struct{})
 }
 
-// aheadLocked reports whether taker t (agent who) has been handed more than fairSlack pieces
-// more than another agent still pulling.
-func (sh *shares) aheadLocked(who string, t *taker) bool {
-	since := time.Now().Add(-fairActive)
-	for id, o := range sh.takers {
-		if id != who && o.asked.After(since) && t.given > o.given+fairSlack {
-			return true
+// leastLocked returns how many pieces the least-served agent still pulling was handed.
+func (sh *shares) leastLocked() int {
+	now := time.Now()
+	if now.Sub(sh.leastAt) < leastEvery {
+		return sh.least
+	}
+	sh.least, sh.leastAt = math.MaxInt, now
+	for _, o := range sh.takers {
+		if now.Sub(o.asked) < fairActive {
+			sh.least = min(sh.least, o.given)
 		}
 	}
-	return false
+	return sh.least
 }
 
 // decodeShare reads a share request; an empty body asks for the next unassigned piece.
@@ -168,7 +180,7 @@ func (s *Seeder) handleShare(w http.ResponseWriter, r *http.Request) {
 	}
 	who := callerOf(r.Context()).agent
 	if who == "" {
-		who = r.RemoteAddr
+		who, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
 	i, ok := l.shares.pick(r.Context(), who, l.rec.Manifest.NumPieces(), want)
 	if !ok {
