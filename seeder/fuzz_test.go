@@ -126,3 +126,35 @@ func FuzzShareRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWatch feeds arbitrary query strings to the long poll: a refusal or the metadata version,
+// never a panic or a server error. The seeder is stopping, so no watch is held.
+func FuzzWatch(f *testing.F) {
+	dir := f.TempDir() + "/d"
+	if err := deploy.Init(dir, time.Now()); err != nil {
+		f.Fatal(err)
+	}
+	online, err := trust.LoadOnline(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
+	repo, err := trust.OpenRepo(trust.NewMemStore(), online, dir, time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := &Seeder{repo: repo, log: slog.New(slog.DiscardHandler), stopping: make(chan struct{})}
+	close(s.stopping)
+	f.Add("after=1&wait=2.5")
+	f.Add("after=0")
+	f.Add("after=-9223372036854775808&wait=NaN")
+	f.Add("after=1&wait=1e308")
+	f.Fuzz(func(t *testing.T, query string) {
+		req := httptest.NewRequest(http.MethodGet, api.PathWatch, nil)
+		req.URL.RawQuery = query
+		w := httptest.NewRecorder()
+		s.handleWatch(w, req)
+		if w.Code != http.StatusOK && w.Code != http.StatusBadRequest {
+			t.Fatalf("watch %q: HTTP %d %s", query, w.Code, w.Body)
+		}
+	})
+}

@@ -32,11 +32,13 @@ func (s *Seeder) handleWatch(w http.ResponseWriter, r *http.Request) {
 	wait := maxWatch
 	if v := q.Get("wait"); v != "" {
 		secs, err := strconv.ParseFloat(v, 64)
-		if err != nil || secs < 0 {
+		if err != nil || !(secs >= 0) { // NaN too
 			writeError(w, http.StatusBadRequest, "watch: wait=%q is not a number of seconds", v)
 			return
 		}
-		wait = min(wait, time.Duration(secs*float64(time.Second)))
+		if secs < wait.Seconds() {
+			wait = time.Duration(secs * float64(time.Second))
+		}
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
