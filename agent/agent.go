@@ -89,10 +89,13 @@ type Agent struct {
 	hostname string
 	tuf      []*trust.Client // one per seeder
 	http     *http.Client    // authorized with the agent's credentials
-	base     http.RoundTripper
-	auth     *api.Auth
-	token    deploy.Token // the fleet enrolment token
-	swarm    *swarm.Client
+	// shareHTTP is http without its 30 s bound: a share from a slow origin shared by many
+	// agents may take longer; share bounds it by progress instead.
+	shareHTTP *http.Client
+	base      http.RoundTripper
+	auth      *api.Auth
+	token     deploy.Token // the fleet enrolment token
+	swarm     *swarm.Client
 
 	mu          sync.Mutex
 	torrents    map[string]*swarm.Torrent // by version
@@ -258,6 +261,7 @@ func open(cfg Config) (a *Agent, err error) {
 	}
 	transport := a.auth.Transport(base)
 	a.http = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	a.shareHTTP = &http.Client{Transport: transport} // bounded by shareStall (see share)
 	for i, s := range cfg.Seeders {
 		c, err := trust.NewClient(trust.ClientConfig{
 			MetadataDir: filepath.Join(cfg.DataDir, tufDir, fmt.Sprint(i)),
@@ -926,18 +930,27 @@ func (a *Agent) shareFunc(m *release.Manifest) swarm.ShareFunc {
 	}
 }
 
+// shareStall is how long a share may go without a byte before the agent gives up on it. Not a
+// bound on the whole share: in the lab, with the origin at 5 MiB/s shared by 32 requests, a
+// 1 MiB share took over 30 s now and then; cutting it off wasted what the origin had sent.
+const shareStall = 30 * time.Second
+
 func (a *Agent) share(ctx context.Context, url string, body []byte, pieceLength int64) (int, []byte, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stall := time.AfterFunc(shareStall, cancel)
+	defer stall.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.http.Do(req)
+	resp, err := a.shareHTTP.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, pieceLength+1))
+	b, err := io.ReadAll(io.LimitReader(progressReader{resp.Body, func() { stall.Reset(shareStall) }}, pieceLength+1))
 	switch {
 	case err != nil:
 		return 0, nil, fmt.Errorf("POST %s: %w", url, err)
@@ -955,4 +968,18 @@ func (a *Agent) share(ctx context.Context, url string, body []byte, pieceLength 
 		return 0, nil, fmt.Errorf("POST %s: bad %s header: %w", url, api.HeaderPiece, err)
 	}
 	return i, b, nil
+}
+
+// progressReader calls progress after every read that returned bytes.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.progress()
+	}
+	return n, err
 }
