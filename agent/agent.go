@@ -732,7 +732,7 @@ func (a *Agent) keepStaged(version string, st *stager, complete bool, log *slog.
 		log.Info("no staging copy; the install will copy the release", "err", err)
 		return
 	}
-	log.Debug("staged copy checked", "dir", dir, "finished in", time.Since(began))
+	log.Debug("staged copy checked", "dir", dir, "took", time.Since(began).Round(time.Millisecond))
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if old := a.staged[version]; old != "" && old != dir {
