@@ -20,6 +20,7 @@ func TestAuth(t *testing.T) {
 	if _, err := ac.Publish(context.Background(), h.Keys, "stable", "1.0.0", path); err != nil {
 		t.Fatal(err)
 	}
+	h.Unsettled() // every kind of caller asks for piece 0 in turn
 	announce := api.PathAnnounce + "?" + url.Values{
 		"info_hash": {strings.Repeat("\x01", 20)}, "peer_id": {"-PP0001-abcdefghijkl"}, "port": {"6881"}, "left": {"0"},
 	}.Encode()

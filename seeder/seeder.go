@@ -74,6 +74,8 @@ type Seeder struct {
 	tracker *swarm.Tracker
 	// shareSlots holds a token per share being sent (see handleShare).
 	shareSlots chan struct{}
+	// shareSends holds a token per share whose bytes are being sent (see shareSends).
+	shareSends chan struct{}
 	admin      deploy.Token
 	agent      deploy.Token
 	// metricsToken, if set (--metrics-token-file), also opens GET /metrics.
@@ -104,7 +106,7 @@ func start(cfg Config) (_ *Seeder, _ net.Listener, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live), shareSlots: make(chan struct{}, shareSlots),
+	s := &Seeder{cfg: cfg, log: cfg.Logger, tracker: swarm.NewTracker(), live: make(map[string]*live), shareSlots: make(chan struct{}, shareSlots), shareSends: make(chan struct{}, shareSends),
 		announcers: make(map[string]map[netip.AddrPort]bool), stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {

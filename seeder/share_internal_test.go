@@ -77,3 +77,34 @@ func TestSharesFair(t *testing.T) {
 		t.Error("a request that ended while it waited got a piece")
 	}
 }
+
+// TestSharesSettling: a piece asked for by an agent that lacks it is not handed out while a share
+// of it is being sent, nor for settling after.
+func TestSharesSettling(t *testing.T) {
+	const n = 4
+	ctx := context.Background()
+	var sh shares
+	first, ok := sh.pick(ctx, "a", n, nil)
+	if !ok {
+		t.Fatal("a got no piece")
+	}
+	want := []int{first}
+	if i, ok := sh.pick(ctx, "b", n, want); ok {
+		t.Fatalf("b got piece %d while it was being sent to a", i)
+	}
+	sh.sent(first)
+	if i, ok := sh.pick(ctx, "b", n, want); ok {
+		t.Fatalf("b got piece %d just after it was sent to a", i)
+	}
+	second, _ := sh.pick(ctx, "a", n, nil)
+	sh.sent(second)
+	time.Sleep(settling + settling/10)
+	i, ok := sh.pick(ctx, "b", n, []int{first, second, 99, -1})
+	if !ok || i != first && i != second {
+		t.Fatalf("b asked for pieces %d and %d once settled and got %d, %v", first, second, i, ok)
+	}
+	if j, ok := sh.pick(ctx, "c", n, []int{i}); ok {
+		t.Fatalf("c got piece %d while it was being sent to b", j)
+	}
+	sh.sent(i)
+}

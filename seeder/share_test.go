@@ -57,6 +57,11 @@ func TestShare(t *testing.T) {
 	if code, _, _ := share(url, ""); code != http.StatusNoContent {
 		t.Fatalf("share after every piece went out: HTTP %d, want 204", code)
 	}
+	body, _ := json.Marshal(api.ShareRequest{Want: []int{1, 3}})
+	if code, i, _ := share(url, string(body)); code != http.StatusNoContent {
+		t.Fatalf("want [1 3] just after they were sent: HTTP %d, piece %d, want 204 (settling)", code, i)
+	}
+	h.Unsettled()
 	// Pieces 1 and 3 were given once; 1 again now, so 3 is the least given next.
 	for _, want := range []int{1, 3, 1} {
 		body, _ := json.Marshal(api.ShareRequest{Want: []int{1, 3}})
