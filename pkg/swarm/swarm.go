@@ -45,6 +45,9 @@ const (
 
 // Config configures a swarm client.
 type Config struct {
+	// keepCompletePeers has the library keep connections between complete peers, leaving them
+	// to the sweep (see sweepLoop); for tests.
+	keepCompletePeers bool
 	// DataDir holds piece completion state; torrent data goes where Add says.
 	DataDir string
 	// ListenAddr is the host:port for peer connections; port 0 picks one.
@@ -180,6 +183,7 @@ func New(cfg Config) (*Client, error) {
 	// 1.46-1.49 to 1.29-1.40 × T_min. A peer that went away loses its requests at once anyway.
 	tc.StealRequestGrace = time.Second
 	tc.EstablishedConnsPerTorrent = cfg.MaxConnsPerTorrent
+	tc.DropMutuallyCompletePeers = !cfg.keepCompletePeers
 	if cfg.NoPeers {
 		tc.NoUpload = true
 		tc.AcceptPeerConnections = false

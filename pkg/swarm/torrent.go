@@ -139,10 +139,43 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 		defer c.wg.Done()
 		defer close(t.done)
 		if !c.cfg.NoPeers {
+			var wg sync.WaitGroup
+			wg.Go(func() { t.sweepLoop(t.ctx) })
 			t.announceLoop(t.ctx)
+			wg.Wait()
 		}
 	}()
 	return t, nil
+}
+
+// sweepEvery is how often a complete torrent closes its connections to complete peers.
+const sweepEvery = 2 * time.Second
+
+// sweepLoop closes, every sweepEvery while the torrent is complete, the connections to peers that
+// have every piece too: neither side has anything to ask for. The library drops such a
+// connection itself only when a piece completes and the peer is not interested at that moment,
+// so after a fleet finished, agents kept connections to each other, with their buffers: in the
+// lab an idle agent held 47-50 MiB at N=16, 33 MiB with the sweep (and the agent's freeing of
+// idle memory). A peer met again at the next announce is dropped after the handshake.
+func (t *Torrent) sweepLoop(ctx context.Context) {
+	tick := time.NewTicker(sweepEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if !t.Complete() {
+			continue
+		}
+		n := uint64(t.m.NumPieces())
+		for _, pc := range t.t.PeerConns() {
+			if pc.PeerPieces().GetCardinality() >= n {
+				pc.Close()
+			}
+		}
+	}
 }
 
 func (t *Torrent) pieceFailed(i int) {

@@ -555,3 +555,35 @@ func writeFile(t *testing.T, name string) string {
 	}
 	return p
 }
+
+// TestSweepCompletePeers: once a swarm has finished, its members close their connections to
+// each other (neither side has anything to ask for), those the library would keep too.
+func TestSweepCompletePeers(t *testing.T) {
+	r := buildRelease(t, "app", multiFiles(), nil)
+	_, trackerURL := startTracker(t)
+	_, seed := startSeeder(t, r, trackerURL)
+	torrents := []*Torrent{seed}
+	var wg sync.WaitGroup
+	for range 4 {
+		c := newClient(t, Config{PersistCompletion: true, keepCompletePeers: true})
+		lt, err := c.Add(r.spec(filepath.Join(t.TempDir(), "data"), trackerURL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		torrents = append(torrents, lt)
+		wg.Go(func() {
+			if err := download(t, lt, DownloadOptions{FallbackAfter: time.Minute, StallTimeout: 30 * time.Second}); err != nil {
+				t.Errorf("Download: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	eventually(t, "every connection between complete peers to close", func() bool {
+		for _, lt := range torrents {
+			if lt.Stats().Peers != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
