@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -154,6 +155,11 @@ func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin
 			err = errors.Join(err, fmt.Errorf("remove scenario files: %w", rerr))
 		}
 	}()
+	// The scenario before wrote N agents × two copies of F (16 GiB at N=32) and removed them; the
+	// kernel may still be flushing and freeing them. Wait for the disk, so this scenario does not
+	// share the CPU with that work (baseline-n8 right after baseline-n32 had 12% of the host busy
+	// outside the lab and took 1.55 × T_min, against 1.27-1.35 on a quiet machine).
+	syscall.Sync()
 	if e.net, err = newNetwork(ctx, id, log); err != nil {
 		return nil, err
 	}
