@@ -25,8 +25,9 @@ const shareSlots = 64
 // 20 MiB/s link, all finishing together, and a piece spreads among the agents only once it is
 // whole: the fleet started a second late and trailed the origin by that much to the end. Eight
 // at once still fill the origin's link when the agents' downloads are busy with their peers
-// (or the origin's link is 4 times theirs). In the lab at N=8: makespan 1.25-1.26 × T_min
-// with 8 (1.24-1.28 with 4, 1.27-1.28 with 2) against 1.26-1.37 without a bound.
+// (or the origin's link is 4 times theirs). In the lab at N=8, interleaved runs: makespan
+// 1.25-1.31 × T_min with 8 (1.24-1.28 with 4, 1.27-1.28 with 2) against 1.26-1.37 without a
+// bound.
 const shareSends = 8
 
 // maxShareRequest bounds a share request body: a want list of every piece of the largest
@@ -69,7 +70,7 @@ type shares struct {
 // piece out again to an agent that asks for it: the agent it went to needs a moment to check
 // it and tell its peers, who meanwhile see nobody holding it. Without this, every agent that
 // looked for pieces nobody held as the last shares landed got them all again from the origin
-// (1.07 × F at N=16 in the lab).
+// (1.07-1.08 × F at N=16 in the lab, with one build).
 const settling = time.Second
 
 // leastEvery bounds how stale shares.least may be: counting it takes a pass over every agent.
