@@ -3,7 +3,9 @@ package swarm
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,6 +148,27 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 		}
 	}()
 	return t, nil
+}
+
+// webSeedWindow is how many missing pieces steerWebSeeds puts first.
+const webSeedWindow = 8
+
+// steerWebSeeds puts first the webSeedWindow missing pieces at or after cursor (wrapping): the
+// library asks web seeds for pieces in its own order, the same on every client, so clients that
+// fell back to a mirror together fetched the same pieces from it. In the lab's seeder-dies (the
+// seeder gone with 70% of the pieces handed out nowhere) five agents on the mirror each fetched
+// about 70 MiB of them, 1.37 × F in all. Starting each at its own random piece spreads them
+// somewhat (web seed requests still run on to the end of a 64 MiB slice): origin 2.10 and
+// 1.61 × F in seeder-dies against 2.08 and 2.27, makespan 46.4 and 43.2 s against 49.2 and 47.9.
+func (t *Torrent) steerWebSeeds(cursor int) {
+	missing := t.missing()
+	if len(missing) == 0 {
+		return
+	}
+	k, _ := slices.BinarySearch(missing, cursor)
+	for j := range min(webSeedWindow, len(missing)) {
+		t.t.Piece(missing[(k+j)%len(missing)]).SetPriority(torrent.PiecePriorityHigh)
+	}
 }
 
 // sweepEvery is how often a complete torrent closes its connections to complete peers.
@@ -351,6 +374,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last, lastProgress := t.verified(), time.Now()
+	cursor := rand.N(t.m.NumPieces()) // where this client's pieces from web seeds begin
 	for {
 		if opts.Progress != nil {
 			opts.Progress(t.Stats())
@@ -394,7 +418,10 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 		}
 		if idle >= opts.FallbackAfter && len(t.webSeeds) > 0 && !t.webSeedsOn.Swap(true) {
 			t.c.log.Info("no progress from peers, using web seeds", "infohash", t.m.InfoHash, "idle", idle.Round(time.Second), "webSeeds", len(t.webSeeds))
+			t.steerWebSeeds(cursor)
 			t.t.AddWebSeeds(t.webSeeds)
+		} else if t.webSeedsOn.Load() {
+			t.steerWebSeeds(cursor)
 		}
 		if idle >= opts.StallTimeout {
 			err := fmt.Errorf("no progress for %s (%d of %d bytes verified): %w",

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anacrolix/torrent"
+
 	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
@@ -586,4 +588,27 @@ func TestSweepCompletePeers(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestSteerWebSeeds: the pieces put first for web seeds are the webSeedWindow missing ones from
+// the cursor on, wrapping past the last piece.
+func TestSteerWebSeeds(t *testing.T) {
+	r := buildRelease(t, "app", multiFiles(), nil)
+	n := r.m.NumPieces()
+	if n <= webSeedWindow {
+		t.Fatalf("release of %d pieces: too few for a window of %d", n, webSeedWindow)
+	}
+	c := newClient(t, Config{NoPeers: true})
+	lt, err := c.Add(r.spec(filepath.Join(t.TempDir(), "data"), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cursor := n - 2
+	lt.steerWebSeeds(cursor)
+	for i := range n {
+		want := (i-cursor+n)%n < webSeedWindow
+		if got := lt.t.PieceState(i).Priority == torrent.PiecePriorityHigh; got != want {
+			t.Errorf("piece %d first: %v, want %v (cursor %d, window %d)", i, got, want, cursor, webSeedWindow)
+		}
+	}
 }
