@@ -547,9 +547,9 @@ const idleFree = 5 * time.Second
 // freeIdleMemory gives the memory the agent freed back to the system every idleFree while no
 // download is under way, rather than hold it until the runtime's scavenger gets to it minutes
 // later: the buffers of uploads to the last neighbours, and of the connections closed once they
-// finished too (see swarm's sweep). It costs a garbage collection of a small heap, a few
-// milliseconds. In the lab an idle agent holds 31 MiB (22 MiB of it the binary's pages) instead
-// of 41-45 MiB at N=8; at N=16, 33 MiB instead of 47-50 (with swarm's sweep).
+// finished too (see swarm's sweep). It costs a garbage collection of the idle agent's small heap.
+// In the lab an idle agent holds 31 MiB (22 MiB of it the binary's pages) instead of 41-45 MiB
+// at N=8; at N=16, 33 MiB instead of 47-50 (with swarm's sweep).
 func (a *Agent) freeIdleMemory(ctx context.Context) {
 	tick := time.NewTicker(idleFree)
 	defer tick.Stop()

@@ -21,11 +21,11 @@ import (
 const shareSlots = 64
 
 // shareSends bounds the shares the origin sends at once; the others wait their turn, their
-// pieces picked. Sixteen shares at once (two per agent at N=8) each took 0.8 s to cross a
-// 20 MiB/s link, all finishing together, and a piece spreads among the agents only once it is
-// whole: the fleet started a second late and trailed the origin by that much to the end. Eight
-// at once still fill the origin's link when the agents' downloads are busy with their peers
-// (or the origin's link is 4 times theirs). In the lab at N=8, interleaved runs: makespan
+// pieces picked. Sixteen shares at once (two per agent at N=8) split a 20 MiB/s link, so each
+// 1 MiB piece needs about 0.8 s to arrive, and a piece spreads among the agents only once it
+// is whole. Eight at once are meant to still fill the origin's link when the agents' downloads
+// are busy with their peers, or when the origin's link is 4 times theirs (origin-fast: 2.15 and
+// 2.19 × T_min with 8, 2.14 and 2.26 without a bound). In the lab at N=8, interleaved runs: makespan
 // 1.25-1.31 × T_min with 8 (1.24-1.28 with 4, 1.27-1.28 with 2) against 1.26-1.37 without a
 // bound.
 const shareSends = 8
@@ -68,9 +68,9 @@ type shares struct {
 
 // settling is how long after a share of a piece ends that the origin refuses to hand that
 // piece out again to an agent that asks for it: the agent it went to needs a moment to check
-// it and tell its peers, who meanwhile see nobody holding it. Without this, every agent that
-// looked for pieces nobody held as the last shares landed got them all again from the origin
-// (1.07-1.08 × F at N=16 in the lab, with one build).
+// it and tell its peers, who meanwhile see nobody holding it. Without this, agents that looked
+// for pieces nobody held as the last shares landed got them again from the origin (1.07-1.08 × F
+// at N=16 in the lab, with one build).
 const settling = time.Second
 
 // leastEvery bounds how stale shares.least may be: counting it takes a pass over every agent.
