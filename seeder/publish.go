@@ -145,6 +145,14 @@ func (s *Seeder) publish(r *http.Request, channel, version, role string) (*api.P
 		s.db.PutRaw(store.Meta, map[string][]byte{piecesFile(&rec): rec.Pieces}),
 		s.db.Put(store.Releases, key, rec))
 	if err == nil {
+		// Servable before the signed metadata announces it: agents woken by the new metadata
+		// fetch the torrent at once, and a 404 would cost each a retry.
+		if err = s.seed(rec); err != nil {
+			err = refuse(http.StatusInternalServerError, "%w", err)
+		}
+	}
+	seeded := err == nil
+	if err == nil {
 		if role == "" {
 			_, err = s.repo.Publish(signed, time.Now())
 		} else {
@@ -162,6 +170,9 @@ func (s *Seeder) publish(r *http.Request, channel, version, role string) (*api.P
 		}
 	}
 	if err != nil {
+		if seeded {
+			s.unseed(key)
+		}
 		if ferr := s.forget(rec); ferr != nil {
 			s.log.Error("remove refused release", "channel", channel, "version", version, "err", ferr)
 		}
@@ -171,9 +182,9 @@ func (s *Seeder) publish(r *http.Request, channel, version, role string) (*api.P
 	if err := s.db.Put(store.Releases, key, rec); err != nil {
 		return nil, refuse(http.StatusInternalServerError, "record release: %w", err)
 	}
-	if err := s.seed(rec); err != nil {
-		return nil, refuse(http.StatusInternalServerError, "%w", err)
-	}
+	s.mu.Lock()
+	s.live[key].rec.Pending = false
+	s.mu.Unlock()
 	return &api.Published{
 		Channel: channel, Version: version, InfoHash: m.InfoHash, Length: layout.Length,
 		Files: len(m.Files), Pieces: m.NumPieces(),

@@ -299,6 +299,17 @@ func (s *Seeder) seed(r record) error {
 	return nil
 }
 
+// unseed stops seeding a release that was not signed after all (see publish).
+func (s *Seeder) unseed(key string) {
+	s.mu.Lock()
+	l := s.live[key]
+	delete(s.live, key)
+	s.mu.Unlock()
+	if l != nil {
+		l.torrent.Drop()
+	}
+}
+
 func (s *Seeder) lookup(channel, version string) *live {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -324,6 +335,9 @@ func (s *Seeder) releases() []api.Release {
 	defer s.mu.Unlock()
 	out := make([]api.Release, 0, len(s.live))
 	for _, l := range s.live {
+		if l.rec.Pending {
+			continue // being published
+		}
 		m := &l.rec.Manifest
 		st := l.torrent.Stats()
 		ih, _ := swarm.ParseInfoHash(m.InfoHash)

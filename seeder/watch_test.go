@@ -38,15 +38,17 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("watch with nothing new: HTTP %d %s, want version %d", code, b, now)
 	}
 
-	// A publish during a watch ends it with the new version.
+	// A publish during a watch ends it with the new version, and the release it announces can
+	// be fetched at once: the seeder serves it before it signs it.
 	type answer struct {
-		code int
-		w    api.Watch
+		code, torrent int
+		w             api.Watch
 	}
 	got := make(chan answer, 1)
 	go func() {
 		code, w, _ := watch(fmt.Sprintf("?after=%d&wait=30", now), h.Agent)
-		got <- answer{code, w}
+		torrent, _, _ := h.Do(t, http.MethodGet, api.PathTorrent+"stable/1.0.0", h.Agent, nil, nil)
+		got <- answer{code, torrent, w}
 	}()
 	select {
 	case a := <-got:
@@ -61,6 +63,9 @@ func TestWatch(t *testing.T) {
 	case a := <-got:
 		if a.code != http.StatusOK || a.w.MetadataVersion <= now {
 			t.Fatalf("watch over a publish: HTTP %d, version %d, want above %d", a.code, a.w.MetadataVersion, now)
+		}
+		if a.torrent != http.StatusOK {
+			t.Fatalf("torrent of the release a watch announced, fetched at once: HTTP %d, want 200", a.torrent)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("a publish did not end the watch")
