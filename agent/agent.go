@@ -886,39 +886,40 @@ func (a *Agent) retireSeeds(now time.Time) {
 }
 
 // knownPeer asks the seeders whether an address calling this agent belongs to an enrolled
-// agent. The first seeder that answers decides.
-func (a *Agent) knownPeer(ctx context.Context, ip netip.Addr) (bool, error) {
+// agent, and on which ports it listens (see swarm.CheckFunc). The first seeder that answers
+// decides.
+func (a *Agent) knownPeer(ctx context.Context, ip netip.Addr) ([]uint16, bool, error) {
 	var errs []error
 	for _, s := range a.cfg.Seeders {
-		ok, err := a.askPeer(ctx, s, ip)
+		ports, ok, err := a.askPeer(ctx, s, ip)
 		if err == nil {
-			return ok, nil
+			return ports, ok, nil
 		}
 		errs = append(errs, err)
 	}
-	return false, errors.Join(errs...)
+	return nil, false, errors.Join(errs...)
 }
 
-func (a *Agent) askPeer(ctx context.Context, seeder string, ip netip.Addr) (bool, error) {
+func (a *Agent) askPeer(ctx context.Context, seeder string, ip netip.Addr) ([]uint16, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, seeder+api.PathPeers+ip.String(), nil)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("ask %s about peer %s: %w", seeder, ip, err)
+		return nil, false, fmt.Errorf("ask %s about peer %s: %w", seeder, ip, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	switch resp.StatusCode {
 	case http.StatusNoContent:
-		return true, nil
+		return api.ParsePeerPorts(resp.Header.Get(api.HeaderPeerPorts)), true, nil
 	case http.StatusNotFound:
-		return false, nil
+		return nil, false, nil
 	default:
-		return false, fmt.Errorf("ask %s about peer %s: %s", seeder, ip, api.ErrorText(resp.StatusCode, body))
+		return nil, false, fmt.Errorf("ask %s about peer %s: %s", seeder, ip, api.ErrorText(resp.StatusCode, body))
 	}
 }
 

@@ -103,6 +103,24 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestPeerPorts: a known peer's answer names the ports it announced, so the agent that asked
+// can call it back.
+func TestPeerPorts(t *testing.T) {
+	h, _ := newSeeder(t)
+	for _, port := range []string{"7001", "6881"} {
+		announce := api.PathAnnounce + "?" + url.Values{
+			"info_hash": {strings.Repeat("\x01", 20)}, "peer_id": {"-PPA001-abcdefgh" + port}, "port": {port}, "left": {"1"},
+		}.Encode()
+		if code, _, b := h.Do(t, http.MethodGet, announce, h.Agent, nil, nil); code != http.StatusOK {
+			t.Fatalf("announce: HTTP %d %s", code, b)
+		}
+	}
+	code, hdr, b := h.Do(t, http.MethodGet, api.PathPeers+"127.0.0.1", h.Agent, nil, nil)
+	if got := hdr.Get(api.HeaderPeerPorts); code != http.StatusNoContent || got != "6881,7001" {
+		t.Fatalf("known peer: HTTP %d %s, %s %q; want 204 and \"6881,7001\"", code, b, api.HeaderPeerPorts, got)
+	}
+}
+
 func TestReport(t *testing.T) {
 	h, _ := newSeeder(t)
 	post := func(t *testing.T, body []byte) (int, http.Header, []byte) {

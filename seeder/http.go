@@ -111,10 +111,12 @@ func (s *Seeder) handlePeer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad peer address %q", r.PathValue("ip"))
 		return
 	}
-	if !s.tracker.Knows(ip.Unmap()) {
+	ports := s.tracker.Ports(ip.Unmap())
+	if len(ports) == 0 {
 		w.WriteHeader(http.StatusNotFound)
 		return
 	}
+	w.Header().Set(api.HeaderPeerPorts, api.FormatPeerPorts(ports))
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/rollout"
@@ -27,7 +29,7 @@ const (
 	PathAgents   = "/api/v1/agents"   // admin: list; POST /api/v1/agents/<id>/revoke
 	PathRotate   = "/api/v1/rotate"   // admin: install a key rotation
 	PathDelegate = "/api/v1/delegate" // admin: install a delegated targets role
-	PathPeers    = "/api/v1/peers/"   // agents: GET /api/v1/peers/<ip>: 204 if an enrolled agent announced from ip, else 404
+	PathPeers    = "/api/v1/peers/"   // agents: GET /api/v1/peers/<ip>: 204 (its ports in HeaderPeerPorts) if an enrolled agent announced from ip, else 404
 	PathShare    = "/api/v1/share/"   // agents: POST /api/v1/share/<channel>/<version>: one piece of the origin's (ShareRequest)
 	PathRollout  = "/api/v1/rollout"  // admin: install targets metadata that changes only rollout policies (RolloutRequest)
 	PathWatch    = "/api/v1/watch"    // agents: GET ?after=<snapshot version>&wait=<seconds>: long poll (Watch)
@@ -218,6 +220,36 @@ type RolloutResult struct {
 type RotateResult struct {
 	RootVersion int64 `json:"root_version"`
 }
+
+// HeaderPeerPorts lists, comma-separated, the ports a known peer announced (GET PathPeers): an
+// agent that refused the peer's call dials it back at once instead of waiting for its next
+// announce.
+const HeaderPeerPorts = "Peerpatch-Peer-Ports"
+
+// FormatPeerPorts writes ports for HeaderPeerPorts.
+func FormatPeerPorts(ports []uint16) string {
+	list := make([]string, len(ports))
+	for i, p := range ports {
+		list[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(list, ",")
+}
+
+// ParsePeerPorts reads HeaderPeerPorts: at most maxPeerPorts ports, skipping what is not a
+// port (an older seeder sends no header: no ports).
+func ParsePeerPorts(h string) []uint16 {
+	var out []uint16
+	for f := range strings.SplitSeq(h, ",") {
+		p, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
+		if err == nil && p > 0 && len(out) < maxPeerPorts {
+			out = append(out, uint16(p))
+		}
+	}
+	return out
+}
+
+// maxPeerPorts bounds the ports an agent dials back per peer.
+const maxPeerPorts = 8
 
 // HeaderPiece names the piece index of a share answer's body.
 const HeaderPiece = "Peerpatch-Piece"

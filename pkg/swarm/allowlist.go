@@ -31,15 +31,17 @@ const (
 // An agent that seeds learns of a newcomer only at its next announce, so the newcomer's first
 // calls would be refused for up to a minute. With Config.CheckPeer, an unknown caller is still
 // refused at once (the library asks under its lock, so the answer cannot wait), but the
-// address is asked about in the background; once the tracker confirms it, the caller's next
-// attempt (it re-announces and redials within seconds) gets in.
+// address is asked about in the background; once the tracker confirms it, this client dials
+// the caller back on the ports the tracker gives (the caller knows this client from its own
+// announce, so it lets the call in), and the caller's next attempt gets in too.
 //
 // It also holds the bans: a peer that sent corrupt blocks (see blame) is refused for good.
 type allowlist struct {
 	// restrict refuses every address not known; without it, only banned ones are refused.
 	restrict bool
-	allow    func(netip.Addr) bool                           // may be nil
-	check    func(context.Context, netip.Addr) (bool, error) // may be nil
+	allow    func(netip.Addr) bool // may be nil
+	check    CheckFunc             // may be nil
+	dial     func(netip.AddrPort)  // calls a confirmed newcomer back; may be nil
 	log      *slog.Logger
 	now      func() time.Time
 	queue    chan netip.Addr
@@ -53,7 +55,7 @@ type allowlist struct {
 
 var _ iplist.Ranger = (*allowlist)(nil)
 
-func newAllowlist(restrict bool, allow func(netip.Addr) bool, check func(context.Context, netip.Addr) (bool, error), log *slog.Logger) *allowlist {
+func newAllowlist(restrict bool, allow func(netip.Addr) bool, check CheckFunc, log *slog.Logger) *allowlist {
 	return &allowlist{
 		restrict: restrict,
 		banned:   make(map[netip.Addr]bool),
@@ -69,7 +71,8 @@ func newAllowlist(restrict bool, allow func(netip.Addr) bool, check func(context
 }
 
 // newcomers returns a channel closed when the tracker next confirms a caller this client did
-// not know (nil, never closed, without an allowlist).
+// not know without saying which ports it listens on (nil, never closed, without an allowlist):
+// an announce then finds them.
 func (a *allowlist) newcomers() <-chan struct{} {
 	if a == nil {
 		return nil
@@ -138,7 +141,7 @@ func (a *allowlist) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case addr := <-a.queue:
-			ok, err := a.check(ctx, addr)
+			ports, ok, err := a.check(ctx, addr)
 			a.mu.Lock()
 			switch {
 			case err != nil:
@@ -148,8 +151,10 @@ func (a *allowlist) run(ctx context.Context) {
 			case ok:
 				a.known[addr] = a.now().Add(knownFor)
 				delete(a.asked, addr)
-				close(a.newcomer)
-				a.newcomer = make(chan struct{})
+				if len(ports) == 0 || a.dial == nil {
+					close(a.newcomer)
+					a.newcomer = make(chan struct{})
+				}
 			}
 			// Forget questions long past, so the map stays the size of recent callers.
 			for k, t := range a.asked {
@@ -160,6 +165,11 @@ func (a *allowlist) run(ctx context.Context) {
 			a.mu.Unlock()
 			if err == nil && !ok {
 				a.log.Info("refused a peer the tracker does not know", "addr", addr)
+			}
+			if ok && a.dial != nil {
+				for _, p := range ports {
+					a.dial(netip.AddrPortFrom(addr, p))
+				}
 			}
 		}
 	}

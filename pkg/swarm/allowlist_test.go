@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -56,9 +57,45 @@ func TestAllowlist(t *testing.T) {
 	}
 }
 
+// TestDialBack: a caller the client refused, and the tracker then confirmed with its port, is
+// called back at once (nobody else gave the client that port).
+func TestDialBack(t *testing.T) {
+	r := buildRelease(t, "app", smallFiles(), nil)
+	ih := r.infoHash()
+	stranger := netip.MustParseAddr("127.0.0.2")
+	ln, err := net.Listen("tcp", net.JoinHostPort(stranger.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	c := newClient(t, Config{RestrictPeers: true, CheckPeer: func(_ context.Context, a netip.Addr) ([]uint16, bool, error) {
+		return []uint16{port}, a == stranger, nil
+	}})
+	tt, err := c.Add(r.spec(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go tt.Download(ctx, DownloadOptions{}) // downloading: it wants peers
+	if handshakes(t, stranger, c.Port(), ih) {
+		t.Fatal("a caller nobody vouched for was let in")
+	}
+	ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+	conn, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("the client did not call the confirmed caller back: %v", err)
+	}
+	conn.Close()
+	if from := conn.RemoteAddr().(*net.TCPAddr).IP; !from.Equal(net.IPv4(127, 0, 0, 1)) {
+		t.Fatalf("a call from %v, want the client's 127.0.0.1", from)
+	}
+}
+
 // answer is a CheckPeer that gives the same answer about every address.
-func answer(known bool) func(context.Context, netip.Addr) (bool, error) {
-	return func(context.Context, netip.Addr) (bool, error) { return known, nil }
+func answer(known bool) CheckFunc {
+	return func(context.Context, netip.Addr) ([]uint16, bool, error) { return nil, known, nil }
 }
 
 // handshakes dials the client from addr, sends a BitTorrent handshake for ih and reports
@@ -87,15 +124,16 @@ func handshakes(t *testing.T, from netip.Addr, port int, ih [20]byte) bool {
 type fakeTracker struct {
 	mu    sync.Mutex
 	known map[netip.Addr]bool
+	ports []uint16 // the ports it gives for every known address
 	err   error
 	asked int
 }
 
-func (f *fakeTracker) check(_ context.Context, ip netip.Addr) (bool, error) {
+func (f *fakeTracker) check(_ context.Context, ip netip.Addr) ([]uint16, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.asked++
-	return f.known[ip], f.err
+	return f.ports, f.known[ip], f.err
 }
 
 func (f *fakeTracker) questions() int {
@@ -177,6 +215,26 @@ func TestAllowlistQuestions(t *testing.T) {
 			tr.known = nil
 			if !blocked(a, member) {
 				t.Fatalf("member still allowed %v after the confirmation", knownFor)
+			}
+		}},
+		{"a member the tracker gives ports for is dialled back on each", func(t *testing.T, a *allowlist, _ *fakeClock, tr *fakeTracker) {
+			var dialled []netip.AddrPort
+			a.dial = func(p netip.AddrPort) { dialled = append(dialled, p) }
+			tr.ports = []uint16{6881, 7000}
+			newcomer := a.newcomers()
+			blocked(a, member)
+			drain(t, a)
+			want := []netip.AddrPort{netip.MustParseAddrPort(member + ":6881"), netip.MustParseAddrPort(member + ":7000")}
+			if !slices.Equal(dialled, want) {
+				t.Fatalf("dialled %v, want %v", dialled, want)
+			}
+			if blocked(a, member) {
+				t.Fatal("member refused after the tracker confirmed it")
+			}
+			select {
+			case <-newcomer:
+				t.Fatal("a newcomer dialled back also woke the announce loops")
+			default:
 			}
 		}},
 		{"an address a tracker handed out is allowed until it expires", func(t *testing.T, a *allowlist, clock *fakeClock, tr *fakeTracker) {

@@ -79,9 +79,9 @@ type Config struct {
 	// approves what its own tracker knows.
 	AllowPeer func(netip.Addr) bool
 	// CheckPeer asks a tracker whether an unknown caller's address belongs to the fleet. It
-	// runs in the background (see allowlist); agents set it, so a newcomer gets in within
-	// seconds rather than at the agent's next announce.
-	CheckPeer func(context.Context, netip.Addr) (bool, error)
+	// runs in the background (see allowlist); agents set it, so a newcomer gets in at once
+	// rather than at the agent's next announce.
+	CheckPeer CheckFunc
 	// Logger receives the client's logs.
 	Logger *slog.Logger
 }
@@ -100,6 +100,10 @@ func (c *Config) setDefaults() {
 		c.Transport = http.DefaultTransport
 	}
 }
+
+// CheckFunc reports whether a tracker knows addr as a member of the fleet, and the ports it
+// announced (none if the tracker does not say).
+type CheckFunc func(ctx context.Context, addr netip.Addr) (ports []uint16, known bool, err error)
 
 // Client is a swarm client: it seeds and downloads the torrents added to it.
 type Client struct {
@@ -200,6 +204,7 @@ func New(cfg Config) (*Client, error) {
 		tc.DownloadRateLimiter = c.download
 	}
 	c.peers = newAllowlist(cfg.RestrictPeers, cfg.AllowPeer, cfg.CheckPeer, cfg.Logger)
+	c.peers.dial = c.dialBack
 	tc.IPBlocklist = c.peers
 	tc.Callbacks.CompletedHandshake = c.onHandshake
 	tc.Callbacks.PeerConnClosed = c.onConnClosed
@@ -258,6 +263,21 @@ func (c *Client) onHandshake(pc *torrent.PeerConn, _ torrent.InfoHash) {
 	c.mu.Lock()
 	c.origins[&pc.Peer] = true
 	c.mu.Unlock()
+}
+
+// dialBack calls a newcomer the tracker just confirmed (see allowlist) for every torrent: its
+// first call was refused, and it would call again only after its next announce.
+func (c *Client) dialBack(peer netip.AddrPort) {
+	c.mu.Lock()
+	torrents := make([]*Torrent, 0, len(c.torrents))
+	for _, t := range c.torrents {
+		torrents = append(torrents, t)
+	}
+	c.mu.Unlock()
+	addr := &net.TCPAddr{IP: peer.Addr().AsSlice(), Port: int(peer.Port())}
+	for _, t := range torrents {
+		t.t.AddPeers([]torrent.PeerInfo{{Addr: addr, Source: torrent.PeerSourceTracker}})
+	}
 }
 
 func (c *Client) onConnClosed(pc *torrent.PeerConn) {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -130,16 +131,22 @@ func (tr *Tracker) Forget(addr netip.AddrPort) {
 }
 
 // Knows reports whether a live peer of any torrent announced from ip.
-func (tr *Tracker) Knows(ip netip.Addr) bool {
+func (tr *Tracker) Knows(ip netip.Addr) bool { return len(tr.Ports(ip)) > 0 }
+
+// Ports returns the ports live peers of any torrent announced from ip, in order; none if
+// nobody did.
+func (tr *Tracker) Ports(ip netip.Addr) []uint16 {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	now := tr.now()
+	var out []uint16
 	for _, ps := range tr.peers {
 		for a, p := range ps {
-			if a.Addr().Unmap() == ip && now.Sub(p.seen) < peerTTL {
-				return true
+			if a.Addr().Unmap() == ip && now.Sub(p.seen) < peerTTL && !slices.Contains(out, a.Port()) {
+				out = append(out, a.Port())
 			}
 		}
 	}
-	return false
+	slices.Sort(out)
+	return out
 }

@@ -106,6 +106,26 @@ func TestTracker(t *testing.T) {
 			},
 		},
 		{
+			name: "the ports an address announced, across torrents, while live",
+			run: func(t *testing.T, tr *Tracker, clock *fakeClock) {
+				ip := netip.MustParseAddr("127.0.0.1")
+				announce(t, tr, ih, "127.0.0.1:7001", 5, tracker.Started)
+				announce(t, tr, other, "127.0.0.1:7000", 5, tracker.Started)
+				announce(t, tr, other, "127.0.0.1:7001", 5, tracker.Started)
+				announce(t, tr, ih, agentB, 5, tracker.Started)
+				if got := tr.Ports(ip); !slices.Equal(got, []uint16{7000, 7001}) || !tr.Knows(ip) {
+					t.Errorf("Ports = %v, Knows = %v; want [7000 7001], true", got, tr.Knows(ip))
+				}
+				if got := tr.Ports(netip.MustParseAddr("127.0.0.9")); len(got) != 0 {
+					t.Errorf("Ports of an address nobody announced from = %v", got)
+				}
+				clock.advance(peerTTL)
+				if got := tr.Ports(ip); len(got) != 0 || tr.Knows(ip) {
+					t.Errorf("after peerTTL, Ports = %v, Knows = %v; want none", got, tr.Knows(ip))
+				}
+			},
+		},
+		{
 			name: "stopped removes the peer",
 			run: func(t *testing.T, tr *Tracker, _ *fakeClock) {
 				announce(t, tr, ih, seeder, 0, tracker.Started)
