@@ -101,8 +101,11 @@ func (s *stager) piece(i int, data []byte) {
 		return
 	}
 	err := s.spans(i, func(k int, pieceOff, fileOff, n int64) error {
-		_, err := s.files[k].WriteAt(data[pieceOff:pieceOff+n], fileOff)
-		return err
+		if _, err := s.files[k].WriteAt(data[pieceOff:pieceOff+n], fileOff); err != nil {
+			return err
+		}
+		startWriteback(s.files[k], fileOff, n)
+		return nil
 	})
 	if err != nil {
 		s.failLocked(err)
