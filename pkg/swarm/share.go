@@ -45,6 +45,10 @@ const (
 	rescueAfter = 3 * time.Second
 	// shareRetry is how long a worker waits after ErrShareBusy (jittered by up to as much).
 	shareRetry = time.Second
+	// originDownFallback replaces FallbackAfter once a request to the origin failed: with the
+	// seeder gone, what the peers lack is only on the web seeds (in the lab's seeder-dies, the
+	// whole fleet idled FallbackAfter's 10 s before turning to the mirror).
+	originDownFallback = 3 * time.Second
 )
 
 // ReadPiece returns the bytes of piece i from storage, without verifying them.
@@ -203,10 +207,12 @@ func (t *Torrent) pullShare(ctx context.Context, share ShareFunc, want []int) bo
 		return false
 	case err != nil:
 		if ctx.Err() == nil {
+			t.originDown.Store(true)
 			t.c.log.Info("cannot get pieces from the origin", "infohash", t.m.InfoHash, "err", err)
 		}
 		return false
 	}
+	t.originDown.Store(false)
 	err = t.WritePiece(ctx, i, data)
 	var store *storeError
 	if errors.As(err, &store) {

@@ -76,6 +76,7 @@ type Torrent struct {
 	fromOrigin, fromPeers atomic.Int64
 	badPieces             atomic.Int64
 	webSeedsOn            atomic.Bool
+	originDown            atomic.Bool                       // the last share request failed (see pullShare)
 	onVerified            atomic.Pointer[func(int, []byte)] // see OnVerified
 
 	mu       sync.Mutex
@@ -332,7 +333,7 @@ func (t *Torrent) Complete() bool { return t.t.Complete().Bool() }
 // DownloadOptions tune Download.
 type DownloadOptions struct {
 	// FallbackAfter is how long the download may go without progress before the web seeds are
-	// used (default 10s).
+	// used (default 10s; at most originDownFallback once the origin cannot be reached).
 	FallbackAfter time.Duration
 	// StallTimeout is how long it may go without progress before Download gives up (default 2m).
 	StallTimeout time.Duration
@@ -356,6 +357,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	t.mu.Lock()
 	t.writeErr = nil
 	t.mu.Unlock()
+	t.originDown.Store(false)
 	select {
 	case <-t.wrote:
 	default:
@@ -416,7 +418,11 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			default: // one rescue at a time
 			}
 		}
-		start := idle >= opts.FallbackAfter && len(t.webSeeds) > 0 && !t.webSeedsOn.Swap(true)
+		fallback := opts.FallbackAfter
+		if t.originDown.Load() {
+			fallback = min(fallback, originDownFallback)
+		}
+		start := idle >= fallback && len(t.webSeeds) > 0 && !t.webSeedsOn.Swap(true)
 		if t.webSeedsOn.Load() {
 			t.steerWebSeeds(cursor) // before the web seeds are added: their first requests follow it
 		}

@@ -321,6 +321,49 @@ func TestWebSeedFallback(t *testing.T) {
 	}
 }
 
+// TestWebSeedSoonWhenOriginDown: once a request to the origin fails (the seeder is gone),
+// the web seeds join after originDownFallback without progress, not after FallbackAfter.
+func TestWebSeedSoonWhenOriginDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String() + "/share"
+	ln.Close()
+	base := buildRelease(t, "app", multiFiles(), nil)
+	srv := httptest.NewServer(http.FileServer(http.Dir(base.parent)))
+	t.Cleanup(srv.Close)
+	r := base.withWebSeeds(t, []string{srv.URL + "/"})
+	_, trackerURL := startTracker(t) // nobody else in the swarm
+	leechDir := t.TempDir()
+	lt, err := newClient(t, Config{}).Add(r.spec(leechDir, trackerURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	share := func(ctx context.Context, _ []int) (int, []byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, dead, nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err // connection refused: the origin is down
+		}
+		resp.Body.Close()
+		return 0, nil, ErrNoShare
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), originDownFallback+10*time.Second)
+	defer cancel()
+	began := time.Now()
+	if err := lt.Download(ctx, DownloadOptions{FallbackAfter: time.Minute, StallTimeout: 2 * time.Minute, Share: share}); err != nil {
+		t.Fatalf("Download with the origin down and FallbackAfter 1m: %v after %v", err, time.Since(began).Round(time.Millisecond))
+	}
+	if s := lt.Stats(); !s.WebSeeds || s.Completed != s.Total {
+		t.Errorf("stats %+v, want complete from the web seeds", s)
+	}
+	r.assertFilesEqual(t, leechDir)
+}
+
 // TestWebSeedUnusedWhilePeersDeliver: a healthy seeder peer; the web seed is never asked.
 func TestWebSeedUnusedWhilePeersDeliver(t *testing.T) {
 	base := buildRelease(t, "app", multiFiles(), nil)
