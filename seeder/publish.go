@@ -178,13 +178,14 @@ func (s *Seeder) publish(r *http.Request, channel, version, role string) (*api.P
 		}
 		return nil, err
 	}
+	// Signed: the release is public now, whatever happens to its record.
+	s.mu.Lock()
+	s.live[key].rec.Pending = false
+	s.mu.Unlock()
 	rec.Pending = false
 	if err := s.db.Put(store.Releases, key, rec); err != nil {
 		return nil, refuse(http.StatusInternalServerError, "record release: %w", err)
 	}
-	s.mu.Lock()
-	s.live[key].rec.Pending = false
-	s.mu.Unlock()
 	return &api.Published{
 		Channel: channel, Version: version, InfoHash: m.InfoHash, Length: layout.Length,
 		Files: len(m.Files), Pieces: m.NumPieces(),

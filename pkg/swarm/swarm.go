@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -268,16 +270,17 @@ func (c *Client) onHandshake(pc *torrent.PeerConn, _ torrent.InfoHash) {
 // dialBack calls a newcomer the tracker just confirmed (see allowlist) for every torrent: its
 // first call was refused, and it would call again only after its next announce.
 func (c *Client) dialBack(peer netip.AddrPort) {
-	c.mu.Lock()
-	torrents := make([]*Torrent, 0, len(c.torrents))
-	for _, t := range c.torrents {
-		torrents = append(torrents, t)
-	}
-	c.mu.Unlock()
 	addr := &net.TCPAddr{IP: peer.Addr().AsSlice(), Port: int(peer.Port())}
-	for _, t := range torrents {
+	for _, t := range c.torrentList() {
 		t.t.AddPeers([]torrent.PeerInfo{{Addr: addr, Source: torrent.PeerSourceTracker}})
 	}
+}
+
+// torrentList returns the client's torrents, taken under its lock.
+func (c *Client) torrentList() []*Torrent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Collect(maps.Values(c.torrents))
 }
 
 func (c *Client) onConnClosed(pc *torrent.PeerConn) {
@@ -311,13 +314,7 @@ func (c *Client) ban(peer netip.AddrPort, t *Torrent, piece int) {
 	ip := peer.Addr()
 	c.log.Warn("banned a peer that sent corrupt data", "peer", peer.String(), "infohash", t.m.InfoHash, "piece", piece)
 	c.peers.ban(ip)
-	c.mu.Lock()
-	torrents := make([]*Torrent, 0, len(c.torrents))
-	for _, t := range c.torrents {
-		torrents = append(torrents, t)
-	}
-	c.mu.Unlock()
-	for _, t := range torrents {
+	for _, t := range c.torrentList() {
 		for _, pc := range t.t.PeerConns() {
 			if addr, ok := peerAddr(&pc.Peer); ok && addr.Addr() == ip {
 				pc.Close()
