@@ -155,11 +155,7 @@ func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin
 			err = errors.Join(err, fmt.Errorf("remove scenario files: %w", rerr))
 		}
 	}()
-	// The scenario before wrote N agents × two copies of F (16 GiB at N=32) and removed them; the
-	// kernel may still be flushing and freeing them. Wait for the disk, so this scenario does not
-	// share the CPU with that work (baseline-n8 right after baseline-n32 had 12% of the host busy
-	// outside the lab and took 1.55 × T_min, against 1.27-1.35 on a quiet machine).
-	syscall.Sync()
+	settle(ctx, log)
 	if e.net, err = newNetwork(ctx, id, log); err != nil {
 		return nil, err
 	}
@@ -209,6 +205,7 @@ func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin
 	os.RemoveAll(fl.mirrorRoot)
 
 	if !cfg.SkipHTTP && !sc.SkipHTTP {
+		settle(ctx, log)
 		h := &plainHTTP{env: e}
 		if res.HTTP, err = h.run(ctx); err != nil {
 			return nil, fmt.Errorf("plain-HTTP phase: %w", err)
@@ -284,4 +281,39 @@ func keepLogs(src, dst string) {
 	}
 	os.RemoveAll(dst)
 	exec.Command("cp", "-a", src, dst).Run()
+}
+
+// settle waits, before a phase, until the disk is synced and the host is quiet: the phase before
+// wrote N agents × two copies of F (16 GiB at N=32) and tore down N+1 network namespaces, and
+// the kernel goes on discarding the freed blocks and cleaning up the namespaces for seconds
+// after. Started at once, baseline-n8 after baseline-n32 shared the CPU with that work and took
+// 1.55-1.56 × T_min in three runs (1.29-1.31 alone, the same hour). Quiet is under 10% busy for
+// two seconds in a row; settle gives up after two minutes and says so.
+func settle(ctx context.Context, log *slog.Logger) {
+	const (
+		quiet   = 0.10
+		streak  = 2
+		giveUp  = 2 * time.Minute
+		sampled = time.Second
+	)
+	began := time.Now()
+	syscall.Sync()
+	calm := 0
+	for m := startBusy(); calm < streak; m = startBusy() {
+		if time.Since(began) > giveUp {
+			log.Warn("host still busy before the phase; running it anyway", "waited", giveUp)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(sampled):
+		}
+		if m.read() < quiet {
+			calm++
+		} else {
+			calm = 0
+		}
+	}
+	log.Info("host settled", "took", time.Since(began).Round(100*time.Millisecond))
 }
