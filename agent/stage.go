@@ -74,24 +74,6 @@ func newStager(releases string, m *release.Manifest) (_ *stager, err error) {
 	return s, nil
 }
 
-// spans calls fn for each part of piece i that lies in a file: the file's index, the part's
-// offset in the piece and in the file, and its length. fn's error stops the walk.
-func (s *stager) spans(i int, fn func(k int, pieceOff, fileOff, n int64) error) error {
-	off := int64(i) * s.m.PieceLength
-	end := off + s.m.PieceSize(i)
-	var base int64
-	for k, f := range s.m.Files {
-		fileEnd := base + f.Length
-		if lo, hi := max(off, base), min(end, fileEnd); lo < hi {
-			if err := fn(k, lo-off, lo-base, hi-lo); err != nil {
-				return err
-			}
-		}
-		base = fileEnd
-	}
-	return nil
-}
-
 // piece writes verified piece i into the staging files. A failure (a full disk) stops staging
 // and removes the copy at once, so it takes no space from the download.
 func (s *stager) piece(i int, data []byte) {
@@ -100,7 +82,7 @@ func (s *stager) piece(i int, data []byte) {
 	if s.err != nil || i < 0 || i >= len(s.staged) || s.staged[i] || int64(len(data)) != s.m.PieceSize(i) {
 		return
 	}
-	err := s.spans(i, func(k int, pieceOff, fileOff, n int64) error {
+	err := s.m.Spans(i, func(k int, pieceOff, fileOff, n int64) error {
 		if _, err := s.files[k].WriteAt(data[pieceOff:pieceOff+n], fileOff); err != nil {
 			return err
 		}
@@ -161,7 +143,7 @@ func (s *stager) check(files []*os.File) error {
 			}
 			continue
 		}
-		err := s.spans(i, func(fi int, pieceOff, fileOff, n int64) error {
+		err := s.m.Spans(i, func(fi int, pieceOff, fileOff, n int64) error {
 			part := buf[pieceOff : pieceOff+n]
 			if _, err := files[fi].ReadAt(part, fileOff); err != nil {
 				return fmt.Errorf("check staged %q: %w", s.m.Files[fi].Path, err)

@@ -269,7 +269,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "peer-listen", Value: "0.0.0.0:0", Usage: "`HOST:PORT` for BitTorrent peers"},
 			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "upload cap per second, e.g. 10MiB (0 = unlimited)"},
 			&cli.StringFlag{Name: "download-rate", Value: "0", Usage: "download cap per second (0 = unlimited)"},
-			&cli.DurationFlag{Name: "fallback-after", Value: 10 * time.Second, Usage: "use web seeds after this long without progress (at most 3s once the seeder cannot be reached)"},
+			&cli.DurationFlag{Name: "fallback-after", Value: 10 * time.Second, Usage: "use web seeds for any piece after this long without progress (at most 3s once the seeder cannot be reached; then each agent also fetches its own part of the pieces no peer has at once)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "fail a download after this long without progress"},
 			&cli.StringSliceFlag{Name: "ring", Usage: "rollout `ring` this agent belongs to, e.g. canary (repeatable)"},
 			&cli.StringFlag{Name: "pre-install", Usage: "`command` run before switching to a release; if it fails, the switch is not done"},

@@ -113,6 +113,25 @@ func (m *Manifest) PieceSize(i int) int64 {
 	return min(m.PieceLength, m.Length()-int64(i)*m.PieceLength)
 }
 
+// Spans calls fn for each part of piece i that lies in a file, in order: the file's index in
+// Files, the part's offset in the piece and in the file, and its length. fn's error stops the
+// walk and is returned.
+func (m *Manifest) Spans(i int, fn func(k int, pieceOff, fileOff, n int64) error) error {
+	off := int64(i) * m.PieceLength
+	end := off + m.PieceSize(i)
+	var base int64
+	for k, f := range m.Files {
+		fileEnd := base + f.Length
+		if lo, hi := max(off, base), min(end, fileEnd); lo < hi {
+			if err := fn(k, lo-off, lo-base, hi-lo); err != nil {
+				return err
+			}
+		}
+		base = fileEnd
+	}
+	return nil
+}
+
 // FilesOfPiece returns the paths of the files overlapping piece i, for error
 // messages. It returns nil if i is out of range.
 func (m *Manifest) FilesOfPiece(i int) []string {

@@ -115,6 +115,22 @@ func TestBuildDir(t *testing.T) {
 			t.Errorf("FilesOfPiece(%d) = %q, want %q", i, got, wantFiles)
 		}
 	}
+	// Spans puts every piece together from its files' parts (the empty file has none).
+	m := &l.Manifest
+	for i := range m.NumPieces() + 1 {
+		var got []byte
+		err := m.Spans(i, func(k int, pieceOff, fileOff, n int64) error {
+			if pieceOff != int64(len(got)) || n <= 0 {
+				t.Errorf("piece %d: part of %s at %d (%d bytes), after %d bytes", i, files[k].path, pieceOff, n, len(got))
+			}
+			got = append(got, files[k].data[fileOff:fileOff+n]...)
+			return nil
+		})
+		lo, hi := min(int64(i)*m.PieceLength, int64(len(all))), min(int64(i+1)*m.PieceLength, int64(len(all)))
+		if err != nil || !bytes.Equal(got, all[lo:hi]) {
+			t.Errorf("Spans(%d): %d bytes, err %v; want bytes [%d, %d) of the release", i, len(got), err, lo, hi)
+		}
+	}
 }
 
 func TestBuildRefuses(t *testing.T) {

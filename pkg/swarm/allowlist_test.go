@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/anacrolix/torrent"
 )
 
 // TestAllowlist: a client accepts a peer connection only from an address a tracker handed out
@@ -79,6 +81,9 @@ func TestDialBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go tt.Download(ctx, DownloadOptions{}) // downloading: it wants peers
+	// A peer given to the library before it wants any piece waits for the next announce (a
+	// second later in an agent, never here, without a tracker).
+	eventually(t, "the download to begin", func() bool { return tt.t.PieceState(0).Priority != torrent.PiecePriorityNone })
 	if handshakes(t, stranger, c.Port(), ih) {
 		t.Fatal("a caller nobody vouched for was let in")
 	}

@@ -3,9 +3,7 @@ package swarm
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -149,27 +147,6 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 		}
 	}()
 	return t, nil
-}
-
-// webSeedWindow is how many missing pieces steerWebSeeds puts first.
-const webSeedWindow = 8
-
-// steerWebSeeds puts first the webSeedWindow missing pieces at or after cursor (wrapping): the
-// library asks web seeds for pieces in its own order, the same on every client, so clients that
-// fell back to a mirror together fetched the same pieces from it. In the lab's seeder-dies (the
-// seeder gone with 70% of the pieces handed out nowhere) five agents on the mirror each fetched
-// about 70 MiB of them, 1.37 × F in all. Starting each at its own random piece spreads them
-// somewhat (web seed requests still run on to the end of a 64 MiB slice): origin 2.10 and
-// 1.61 × F in seeder-dies against 2.08 and 2.27, makespan 46.4 and 43.2 s against 49.2 and 47.9.
-func (t *Torrent) steerWebSeeds(cursor int) {
-	missing := t.missing()
-	if len(missing) == 0 {
-		return
-	}
-	k, _ := slices.BinarySearch(missing, cursor)
-	for j := range min(webSeedWindow, len(missing)) {
-		t.t.Piece(missing[(k+j)%len(missing)]).SetPriority(torrent.PiecePriorityHigh)
-	}
 }
 
 // sweepEvery is how often a complete torrent closes its connections to complete peers.
@@ -333,7 +310,8 @@ func (t *Torrent) Complete() bool { return t.t.Complete().Bool() }
 // DownloadOptions tune Download.
 type DownloadOptions struct {
 	// FallbackAfter is how long the download may go without progress before the web seeds are
-	// used (default 10s; at most originDownFallback once the origin cannot be reached).
+	// used for any piece (default 10s; at most originDownFallback once the origin cannot be
+	// reached, when the web seeds serve the client's own part of the pieces no peer has at once).
 	FallbackAfter time.Duration
 	// StallTimeout is how long it may go without progress before Download gives up (default 2m).
 	StallTimeout time.Duration
@@ -345,8 +323,9 @@ type DownloadOptions struct {
 }
 
 // Download fetches every piece, each verified against its signed SHA-256, and returns once the
-// release is complete. Peers come first; web seeds join only after FallbackAfter without
-// progress (the seeder is gone, or a piece is nowhere else).
+// release is complete. Peers come first; web seeds join once the origin cannot be reached (for
+// the client's own part of the pieces no peer has) or after FallbackAfter without progress (a
+// piece is nowhere else).
 func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	if opts.FallbackAfter <= 0 {
 		opts.FallbackAfter = 10 * time.Second
@@ -358,6 +337,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	t.writeErr = nil
 	t.mu.Unlock()
 	t.originDown.Store(false)
+	t.webSeedsOn.Store(false)
 	select {
 	case <-t.wrote:
 	default:
@@ -365,7 +345,11 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	t.t.AllowDataDownload() // after a write failure, try again
 	t.t.DownloadAll()
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var webSeeding sync.WaitGroup
+	defer func() {
+		cancel()
+		webSeeding.Wait()
+	}()
 	var sharing chan struct{} // closed when the origin has handed out every piece
 	rescuing := make(chan struct{}, 1)
 	var shareDone time.Time // when the origin was first seen to have handed every piece out
@@ -376,7 +360,24 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last, lastProgress := t.verified(), time.Now()
-	cursor := rand.N(t.m.NumPieces()) // where this client's pieces from web seeds begin
+	var progressAt atomic.Int64 // lastProgress, for the web seeds
+	progressAt.Store(lastProgress.UnixNano())
+	fallbackAfter := func() time.Duration {
+		if t.originDown.Load() {
+			return min(opts.FallbackAfter, originDownFallback)
+		}
+		return opts.FallbackAfter
+	}
+	scope := func() webSeedScope {
+		switch idle := time.Since(time.Unix(0, progressAt.Load())); {
+		case idle < fallbackAfter():
+			return ownedOnly
+		case idle < rescueAfter:
+			return lackingAny
+		default:
+			return missingAny
+		}
+	}
 	for {
 		if opts.Progress != nil {
 			opts.Progress(t.Stats())
@@ -401,6 +402,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 		now := time.Now()
 		if done := t.verified(); done != last {
 			last, lastProgress = done, now
+			progressAt.Store(now.UnixNano())
 		}
 		idle := now.Sub(lastProgress)
 		// Once the origin has handed every piece out (and the last shares had time to land
@@ -418,17 +420,17 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			default: // one rescue at a time
 			}
 		}
-		fallback := opts.FallbackAfter
-		if t.originDown.Load() {
-			fallback = min(fallback, originDownFallback)
-		}
-		start := idle >= fallback && len(t.webSeeds) > 0 && !t.webSeedsOn.Swap(true)
-		if t.webSeedsOn.Load() {
-			t.steerWebSeeds(cursor) // before the web seeds are added: their first requests follow it
-		}
-		if start {
-			t.c.log.Info("no progress from peers, using web seeds", "infohash", t.m.InfoHash, "idle", idle.Round(time.Second), "webSeeds", len(t.webSeeds))
-			t.t.AddWebSeeds(t.webSeeds)
+		// With the origin gone, what no peer has is only on the web seeds: each client fetches
+		// its own part of that at once (see webSeeds.pick); the rest after fallbackAfter.
+		originDown := t.originDown.Load()
+		if (originDown || idle >= fallbackAfter()) && len(t.webSeeds) > 0 && !t.webSeedsOn.Swap(true) {
+			why := "no progress from peers"
+			if originDown {
+				why = "the origin cannot be reached"
+			}
+			t.c.log.Info(why+", using web seeds", "infohash", t.m.InfoHash, "idle", idle.Round(time.Second), "webSeeds", len(t.webSeeds))
+			ws := newWebSeeds(t, t.webSeeds)
+			webSeeding.Go(func() { ws.run(ctx, scope) })
 		}
 		if idle >= opts.StallTimeout {
 			err := fmt.Errorf("no progress for %s (%d of %d bytes verified): %w",

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/anacrolix/torrent"
-
 	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
@@ -633,25 +631,141 @@ func TestSweepCompletePeers(t *testing.T) {
 	})
 }
 
-// TestSteerWebSeeds: the pieces put first for web seeds are the webSeedWindow missing ones from
-// the cursor on, wrapping past the last piece.
-func TestSteerWebSeeds(t *testing.T) {
-	r := buildRelease(t, "app", multiFiles(), nil)
-	n := r.m.NumPieces()
-	if n <= webSeedWindow {
-		t.Fatalf("release of %d pieces: too few for a window of %d", n, webSeedWindow)
+// TestWebSeedsSplitAmongPeers: clients in one swarm that all fall back to a web seed fetch from
+// it the pieces none of their peers has, and the rest from each other; the library's web-seed
+// peer had every client fetch nearly the whole release from the mirror.
+func TestWebSeedsSplitAmongPeers(t *testing.T) {
+	small := buildRelease(t, "app", multiFiles(), nil)
+	base := builtWith(t, small.parent, small.root, small.files, nil, 16<<10) // 192 pieces: picks rarely collide
+	var served atomic.Int64
+	files := http.FileServer(http.Dir(base.parent))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		time.Sleep(5 * time.Millisecond) // a mirror slower than loopback peers
+		files.ServeHTTP(countingWriter{w, &served}, req)
+	}))
+	t.Cleanup(srv.Close)
+	r := base.withWebSeeds(t, []string{srv.URL + "/"})
+	_, trackerURL := startTracker(t) // no seeder: the web seed is the only source
+	const clients = 3
+	dirs := make([]string, clients)
+	torrents := make([]*Torrent, clients)
+	for k := range clients {
+		dirs[k] = t.TempDir()
+		var err error
+		torrents[k], err = newClient(t, Config{PersistCompletion: true}).Add(r.spec(dirs[k], trackerURL)) // as agents
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	c := newClient(t, Config{NoPeers: true})
-	lt, err := c.Add(r.spec(filepath.Join(t.TempDir(), "data"), ""))
-	if err != nil {
-		t.Fatal(err)
+	// Started together, they stall together and turn to the web seed in the same second, as a
+	// fleet does when its seeder dies.
+	var wg sync.WaitGroup
+	for k, lt := range torrents {
+		wg.Go(func() {
+			if err := download(t, lt, DownloadOptions{FallbackAfter: time.Second, StallTimeout: 30 * time.Second}); err != nil {
+				t.Errorf("client %d: Download: %v", k, err)
+			}
+		})
 	}
-	cursor := n - 2
-	lt.steerWebSeeds(cursor)
-	for i := range n {
-		want := (i-cursor+n)%n < webSeedWindow
-		if got := lt.t.PieceState(i).Priority == torrent.PiecePriorityHigh; got != want {
-			t.Errorf("piece %d first: %v, want %v (cursor %d, window %d)", i, got, want, cursor, webSeedWindow)
+	wg.Wait()
+	for _, d := range dirs {
+		r.assertFilesEqual(t, d)
+	}
+	f := r.m.Length()
+	t.Logf("the web seed served %d bytes for %d clients of a %d-byte release (%.2f × F)", served.Load(), clients, f, float64(served.Load())/float64(f))
+	if served.Load() > f*3/2 {
+		t.Errorf("the web seed served %.2f × the release to %d clients in one swarm; want at most 1.5", float64(served.Load())/float64(f), clients)
+	}
+}
+
+// TestWebSeedMisbehaving: a web seed that sends wrong bytes, ignores the range asked for or
+// answers another one costs time, never the download: the good web seed listed after it serves.
+func TestWebSeedMisbehaving(t *testing.T) {
+	tests := []struct {
+		name    string
+		handler func(files http.Handler) http.HandlerFunc
+		wantBad bool // pieces fail their check (the bytes arrived, wrong)
+	}{
+		{"wrong bytes", func(files http.Handler) http.HandlerFunc {
+			return func(w http.ResponseWriter, req *http.Request) { files.ServeHTTP(flippingWriter{w}, req) }
+		}, true},
+		{"ignores the range", func(files http.Handler) http.HandlerFunc {
+			return func(w http.ResponseWriter, req *http.Request) {
+				req.Header.Del("Range")
+				files.ServeHTTP(w, req)
+			}
+		}, false},
+		{"another range", func(files http.Handler) http.HandlerFunc {
+			return func(w http.ResponseWriter, req *http.Request) {
+				req.Header.Set("Range", "bytes=0-99")
+				files.ServeHTTP(w, req)
+			}
+		}, false},
+		{"not found", func(http.Handler) http.HandlerFunc { return http.NotFound }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			base := buildRelease(t, "app", multiFiles(), nil)
+			files := http.FileServer(http.Dir(base.parent))
+			bad := httptest.NewServer(tc.handler(files))
+			t.Cleanup(bad.Close)
+			good := httptest.NewServer(files)
+			t.Cleanup(good.Close)
+			r := base.withWebSeeds(t, []string{bad.URL + "/", good.URL + "/"})
+			_, trackerURL := startTracker(t)
+			dir := t.TempDir()
+			lt, err := newClient(t, Config{PersistCompletion: true}).Add(r.spec(dir, trackerURL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := download(t, lt, DownloadOptions{FallbackAfter: time.Second, StallTimeout: 20 * time.Second}); err != nil {
+				t.Fatalf("Download: %v", err)
+			}
+			r.assertFilesEqual(t, dir)
+			if s := lt.Stats(); (s.BadPieces > 0) != tc.wantBad {
+				t.Errorf("%d bad pieces; want some: %v", s.BadPieces, tc.wantBad)
+			}
+		})
+	}
+}
+
+// flippingWriter inverts every byte of the body.
+type flippingWriter struct{ http.ResponseWriter }
+
+func (w flippingWriter) Write(b []byte) (int, error) {
+	c := make([]byte, len(b))
+	for i := range b {
+		c[i] = ^b[i]
+	}
+	return w.ResponseWriter.Write(c)
+}
+
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(b []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(b)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+func TestFileURL(t *testing.T) {
+	tests := []struct {
+		base, name string
+		dir        bool
+		path, want string
+	}{
+		{"http://m/r/", "tool.bin", false, "tool.bin", "http://m/r/tool.bin"},
+		{"http://m/r/", "app", true, "sub/b c+d#.bin", "http://m/r/app/sub/b%20c%2Bd%23.bin"},
+		{"http://m/r/tool.bin", "tool.bin", false, "tool.bin", "http://m/r/tool.bin"},
+		{"http://m/r/app", "app", true, "sub/b.bin", "http://m/r/app"}, // not a directory URL: as given, as the library does
+	}
+	for _, tc := range tests {
+		if got := fileURL(tc.base, tc.name, tc.dir, tc.path); got != tc.want {
+			t.Errorf("fileURL(%q, %q, %v, %q) = %q, want %q", tc.base, tc.name, tc.dir, tc.path, got, tc.want)
 		}
 	}
 }
