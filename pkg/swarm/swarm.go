@@ -114,7 +114,7 @@ type Client struct {
 	cl      *torrent.Client
 	storage *verifyingStorage
 	peerID  [20]byte
-	http    *http.Client // announces
+	http    *http.Client // announces and web seeds
 
 	mu       sync.Mutex
 	closed   bool
@@ -195,7 +195,6 @@ func New(cfg Config) (*Client, error) {
 		tc.AcceptPeerConnections = false
 		tc.DialForPeerConns = false
 	}
-	tc.WebTransport = cfg.Transport
 	tc.Slogger = slog.New(atMostWarn{cfg.Logger.Handler()}).With("component", "bittorrent")
 	if cfg.UploadRate > 0 {
 		c.upload = rate.NewLimiter(rate.Limit(cfg.UploadRate), burst(cfg.UploadRate))
@@ -293,7 +292,7 @@ func (c *Client) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 	n := int64(len(ev.Message.Piece))
 	c.mu.Lock()
 	t := c.torrents[ev.Peer.Torrent().InfoHash()]
-	origin := ev.Peer.Network == "http" || c.origins[ev.Peer]
+	origin := c.origins[ev.Peer]
 	c.mu.Unlock()
 	if t == nil {
 		return

@@ -334,7 +334,7 @@ func TestWebSeedSoonWhenOriginDown(t *testing.T) {
 	r := base.withWebSeeds(t, []string{srv.URL + "/"})
 	_, trackerURL := startTracker(t) // nobody else in the swarm
 	leechDir := t.TempDir()
-	lt, err := newClient(t, Config{}).Add(r.spec(leechDir, trackerURL))
+	lt, err := newClient(t, Config{PersistCompletion: true}).Add(r.spec(leechDir, trackerURL))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,6 @@ const (
 type webSeeds struct {
 	t    *Torrent
 	urls []string
-	hc   *http.Client
 	next atomic.Uint32 // the URL the next fetch tries first
 
 	mu       sync.Mutex
@@ -48,7 +47,7 @@ type webSeeds struct {
 }
 
 func newWebSeeds(t *Torrent, urls []string) *webSeeds {
-	return &webSeeds{t: t, urls: urls, hc: &http.Client{}, inFlight: map[int]bool{}, failed: map[string]time.Time{}}
+	return &webSeeds{t: t, urls: urls, inFlight: map[int]bool{}, failed: map[string]time.Time{}}
 }
 
 // webSeedScope is which pieces a client fetches from web seeds.
@@ -264,7 +263,7 @@ func (w *webSeeds) get(ctx context.Context, u string, off int64, dst []byte) err
 	}
 	end := off + int64(len(dst)) - 1
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", off, end))
-	resp, err := w.hc.Do(req)
+	resp, err := w.t.c.http.Do(req) // the client's transport: TLS roots, and the credential for the seeders' hosts only
 	if err != nil {
 		return fmt.Errorf("web seed: %w", err)
 	}
