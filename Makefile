@@ -49,7 +49,7 @@ bench: ## micro-benchmarks; then (root) the lab's baseline at N=8, 256 MiB, into
 	  set -x; CGO_ENABLED=0 $(GO) build -tags $(TAGS) -o bin/pplab ./test/lab/cmd/pplab && \
 	  ./bin/pplab -scenarios baseline-n8 -out bin/lab-bench -logs bin/lab-bench/logs
 
-lab: ## fleet lab (root, ~45 min): every scenario (N=8 to 32, 256 MiB, 20 MiB/s links), vs plain HTTP; writes docs/lab/
+lab: ## fleet lab (root, ~50 min): every scenario (N=8 to 32, 256 MiB, 20 MiB/s links), vs plain HTTP; writes docs/lab/
 	CGO_ENABLED=0 $(GO) build -tags $(TAGS) -o bin/pplab ./test/lab/cmd/pplab
 	./bin/pplab -scenarios all,baseline -out docs/lab -logs bin/lab-logs
 
