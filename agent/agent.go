@@ -960,7 +960,7 @@ func (a *Agent) share(ctx context.Context, url string, body []byte, pieceLength 
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(progressReader{resp.Body, func() { stall.Reset(shareStall) }}, pieceLength+1))
+	b, err := io.ReadAll(io.LimitReader(swarm.ProgressReader{R: resp.Body, Progress: func() { stall.Reset(shareStall) }}, pieceLength+1))
 	switch {
 	case err != nil:
 		return 0, nil, fmt.Errorf("POST %s: %w", url, err)
@@ -978,18 +978,4 @@ func (a *Agent) share(ctx context.Context, url string, body []byte, pieceLength 
 		return 0, nil, fmt.Errorf("POST %s: bad %s header: %w", url, api.HeaderPiece, err)
 	}
 	return i, b, nil
-}
-
-// progressReader calls progress after every read that returned bytes.
-type progressReader struct {
-	r        io.Reader
-	progress func()
-}
-
-func (p progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 {
-		p.progress()
-	}
-	return n, err
 }

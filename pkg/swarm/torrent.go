@@ -359,9 +359,10 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	last, lastProgress := t.verified(), time.Now()
-	var progressAt atomic.Int64 // lastProgress, for the web seeds
-	progressAt.Store(lastProgress.UnixNano())
+	last := t.verified()
+	var progressAt atomic.Int64 // when last changed (Unix ns); the web seeds read it too
+	progressAt.Store(time.Now().UnixNano())
+	idleAt := func(now time.Time) time.Duration { return now.Sub(time.Unix(0, progressAt.Load())) }
 	fallbackAfter := func() time.Duration {
 		if t.originDown.Load() {
 			return min(opts.FallbackAfter, originDownFallback)
@@ -369,7 +370,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 		return opts.FallbackAfter
 	}
 	scope := func() webSeedScope {
-		switch idle := time.Since(time.Unix(0, progressAt.Load())); {
+		switch idle := idleAt(time.Now()); {
 		case idle < fallbackAfter():
 			return ownedOnly
 		case idle < rescueAfter:
@@ -401,10 +402,10 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 		}
 		now := time.Now()
 		if done := t.verified(); done != last {
-			last, lastProgress = done, now
+			last = done
 			progressAt.Store(now.UnixNano())
 		}
-		idle := now.Sub(lastProgress)
+		idle := idleAt(now)
 		// Once the origin has handed every piece out (and the last shares had time to land
 		// and be announced), pieces nobody has come from the origin again.
 		if sharing != nil && closed(sharing) && shareDone.IsZero() {

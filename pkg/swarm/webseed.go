@@ -73,27 +73,22 @@ func (w *webSeeds) run(ctx context.Context, scope func() webSeedScope) {
 			for ctx.Err() == nil && !w.t.Complete() {
 				sc := scope()
 				i, ok := w.pick(sc)
+				if ok {
+					err := w.store(ctx, i)
+					w.release(i)
+					w.t.c.log.Debug("web seed piece", "infohash", w.t.m.InfoHash, "piece", i, "scope", sc, "err", err)
+					var store *storeError
+					if errors.As(err, &store) {
+						return // Download reports it
+					}
+					// Nothing is hammered: a failed piece goes to another web seed at once,
+					// unless every one failed lately.
+					ok = err == nil || !w.allFailed()
+				}
 				if !ok {
 					select {
 					case <-ctx.Done():
 					case <-time.After(webSeedIdle):
-					}
-					continue
-				}
-				err := w.store(ctx, i)
-				w.release(i)
-				w.t.c.log.Debug("web seed piece", "infohash", w.t.m.InfoHash, "piece", i, "scope", sc, "err", err)
-				var store *storeError
-				if errors.As(err, &store) {
-					return // Download reports it
-				}
-				if err != nil && ctx.Err() == nil {
-					w.t.c.log.Debug("web seed piece not stored", "infohash", w.t.m.InfoHash, "piece", i, "err", err)
-					if w.allFailed() { // the mirrors are not hammered
-						select {
-						case <-ctx.Done():
-						case <-time.After(webSeedIdle):
-						}
 					}
 				}
 			}
@@ -278,7 +273,7 @@ func (w *webSeeds) get(ctx context.Context, u string, off int64, dst []byte) err
 	default:
 		return fmt.Errorf("web seed %s: bytes %d-%d: %s (Content-Length %d)", u, off, end, resp.Status, resp.ContentLength)
 	}
-	body := progressReader{resp.Body, func() { stall.Reset(webSeedStall) }}
+	body := ProgressReader{R: resp.Body, Progress: func() { stall.Reset(webSeedStall) }}
 	if _, err := io.ReadFull(body, dst); err != nil {
 		return fmt.Errorf("web seed %s: bytes %d-%d: %w", u, off, end, err)
 	}
@@ -303,16 +298,17 @@ func fileURL(base, name string, dir bool, path string) string {
 	return base + strings.Join(parts, "/")
 }
 
-// progressReader calls progress after every read that returned bytes.
-type progressReader struct {
-	r        io.Reader
-	progress func()
+// ProgressReader calls Progress after every read of R that returned bytes: a stall timer's reset,
+// for a body that must keep arriving (web seeds here, the origin's shares in the agent).
+type ProgressReader struct {
+	R        io.Reader
+	Progress func()
 }
 
-func (p progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
+func (p ProgressReader) Read(b []byte) (int, error) {
+	n, err := p.R.Read(b)
 	if n > 0 {
-		p.progress()
+		p.Progress()
 	}
 	return n, err
 }
