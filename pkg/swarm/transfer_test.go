@@ -231,14 +231,18 @@ func TestCorruptSeeder(t *testing.T) {
 	}
 }
 
-func TestWebSeedFallback(t *testing.T) {
-	// A closed port on loopback: a web seed that refuses connections.
+// deadURL is the base URL of a closed port on loopback: a server that refuses connections.
+func deadURL(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := "http://" + ln.Addr().String() + "/"
-	ln.Close()
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+func TestWebSeedFallback(t *testing.T) {
+	dead := deadURL(t) + "/" // a web seed that refuses connections
 
 	tests := []struct {
 		name    string
@@ -319,15 +323,11 @@ func TestWebSeedFallback(t *testing.T) {
 	}
 }
 
-// TestWebSeedSoonWhenOriginDown: once a request to the origin fails (the seeder is gone),
-// the web seeds join after originDownFallback without progress, not after FallbackAfter.
+// TestWebSeedSoonWhenOriginDown: once a request to the origin fails (the seeder is gone), the
+// web seeds join at once for the client's own part of the pieces no peer has (alone, it owns
+// them all) and for any piece after originDownFallback without progress, not after FallbackAfter.
 func TestWebSeedSoonWhenOriginDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String() + "/share"
-	ln.Close()
+	dead := deadURL(t) + "/share"
 	base := buildRelease(t, "app", multiFiles(), nil)
 	srv := httptest.NewServer(http.FileServer(http.Dir(base.parent)))
 	t.Cleanup(srv.Close)

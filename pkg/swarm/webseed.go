@@ -122,10 +122,10 @@ func (w *webSeeds) pick(scope webSeedScope) (int, bool) {
 		if w.inFlight[i] {
 			continue
 		}
-		mine := rendezvous(self, i)
+		mine := weight(self, i)
 		rank := 0
 		for _, o := range others {
-			if rendezvous(o, i) > mine {
+			if weight(o, i) > mine {
 				rank++
 			}
 		}
@@ -144,22 +144,30 @@ func (w *webSeeds) pick(scope webSeedScope) (int, bool) {
 	return pick, true
 }
 
-// fetchers returns the client's peer ID and those of its connected peers that lack pieces.
-func (t *Torrent) fetchers() (self [20]byte, others [][20]byte) {
+// fetchers returns the hashes (see idHash) of the client's peer ID and of those of its connected
+// peers that lack pieces.
+func (t *Torrent) fetchers() (self uint64, others []uint64) {
 	n := uint64(t.m.NumPieces())
 	for _, pc := range t.t.PeerConns() {
 		if pc.PeerPieces().GetCardinality() < n {
-			others = append(others, pc.PeerID)
+			others = append(others, idHash(pc.PeerID))
 		}
 	}
-	return t.c.cl.PeerID(), others
+	return idHash(t.c.cl.PeerID()), others
 }
 
-// rendezvous is the weight of a client (by peer ID) for piece i: the highest weight owns it.
-func rendezvous(id [20]byte, i int) uint64 {
+// idHash is the FNV-1a hash of a peer ID, the part of its rendezvous weight that is the same for
+// every piece.
+func idHash(id [20]byte) uint64 {
 	h := fnv.New64a()
 	h.Write(id[:])
-	x := h.Sum64() ^ uint64(i)*0x9e3779b97f4a7c15
+	return h.Sum64()
+}
+
+// weight is the rendezvous weight for piece i of the client whose peer ID hashes to id: the
+// highest weight owns the piece.
+func weight(id uint64, i int) uint64 {
+	x := id ^ uint64(i)*0x9e3779b97f4a7c15
 	// splitmix64's finaliser: FNV alone mixes the last bytes poorly.
 	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
 	x = (x ^ x>>27) * 0x94d049bb133111eb

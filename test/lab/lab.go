@@ -284,11 +284,12 @@ func keepLogs(src, dst string) {
 }
 
 // settle waits, before a phase, until the disk is synced and the host is quiet: the phase before
-// wrote N agents × two copies of F (16 GiB at N=32) and tore down N+1 network namespaces, and
-// the kernel goes on discarding the freed blocks and cleaning up the namespaces for seconds
-// after. Started at once, baseline-n8 after baseline-n32 shared the CPU with that work and took
-// 1.55-1.56 × T_min in three runs (1.29-1.31 alone, the same hour). Quiet is under 10% busy for
-// two seconds in a row; settle gives up after two minutes and says so.
+// wrote N agents × two copies of F (16 GiB at N=32) and removed them, and the kernel went on
+// discarding the freed blocks for about 8 s after baseline-n32. Started at once, baseline-n8
+// after baseline-n32 took 1.55-1.56 × T_min in three runs (1.29-1.31 alone, the same hour); one
+// such pair with settle gave 1.28, but the next full lab still had 1.76 there, so this is not
+// all of it (see the lab target's order in the Makefile). Quiet is under 10% busy for two
+// seconds in a row; settle gives up after two minutes and says so.
 func settle(ctx context.Context, log *slog.Logger) {
 	const (
 		quiet   = 0.10
