@@ -66,6 +66,10 @@ type held struct {
 	Manifest release.Manifest `json:"manifest"`
 	Pieces   []byte           `json:"pieces"`
 	Torrent  []byte           `json:"torrent"`
+	// Modified is, for each file of the swarm copy in manifest order, its modification time
+	// (Unix ns) once the download was verified: a file whose time differs no longer holds
+	// what was verified (see changedFile). Empty until then.
+	Modified []int64 `json:"modified,omitempty"`
 }
 
 // Keys of the agent's state bucket.
@@ -122,6 +126,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer a.close()
 	a.resume()
+	a.retireChanged()
 	if !cfg.Once {
 		go a.freeIdleMemory(ctx)
 	}
@@ -131,6 +136,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		}
 		a.retireSeeds(time.Now())
+		a.retireChanged()
 		a.meters.cycle(err)
 		if cfg.Once {
 			return err
@@ -379,6 +385,20 @@ func (a *Agent) add(h *held) (*swarm.Torrent, error) {
 
 func (a *Agent) swarmPath(m *release.Manifest) string {
 	return filepath.Join(a.cfg.DataDir, swarmDir, m.InfoHash)
+}
+
+// linkSource is the root of m's swarm copy (see swarmFile) if installs are hard links to it
+// (see stager), "" if they are copies.
+func (a *Agent) linkSource(m *release.Manifest) string {
+	if a.cfg.CopyInstall || !canLink {
+		return ""
+	}
+	return a.swarmRoot(m)
+}
+
+// swarmRoot is the root of m's swarm copy: its file, or the directory of its files.
+func (a *Agent) swarmRoot(m *release.Manifest) string {
+	return filepath.Join(a.swarmPath(m), m.Name)
 }
 
 // listed is a release of the agent's channel in verified metadata, with its rollout policy.
@@ -682,6 +702,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 		return nil, err
 	}
 	if t.Complete() {
+		a.markVerified(key, h)
 		return t, nil // downloaded in an earlier cycle (and waiting for an install window)
 	}
 	start := t.Stats()
@@ -691,10 +712,13 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	a.mu.Unlock()
 	began := time.Now()
 	var lastReport time.Time
-	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m)
+	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m, a.linkSource(m))
 	if err != nil {
 		log.Warn("cannot stage the install while downloading; the install will copy the release", "err", err)
 	} else {
+		if stage.linkErr != nil {
+			log.Info("cannot link the install to the swarm copy; staging a copy", "err", stage.linkErr)
+		}
 		t.OnVerified(stage.piece)
 	}
 	a.busy.Store(true)
@@ -718,10 +742,77 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	if err != nil {
 		return nil, err
 	}
+	a.markVerified(key, h)
 	a.meters.downloadTime.Observe(time.Since(began).Seconds())
 	st := t.Stats()
 	log.Info("downloaded", "received", st.FromPeers+st.FromOrigin, "fromPeers", st.FromPeers, "fromOrigin", st.FromOrigin, "wasted", st.Wasted)
 	return t, nil
+}
+
+// markVerified records, once, the modification times of the files of held release h (stored
+// under key), downloaded and verified.
+func (a *Agent) markVerified(key string, h *held) {
+	if len(h.Modified) != 0 {
+		return
+	}
+	m := &h.Manifest
+	times := make([]int64, len(m.Files))
+	for i, f := range m.Files {
+		fi, err := os.Stat(swarmFile(m, a.swarmRoot(m), f))
+		if err != nil {
+			a.log.Warn("cannot watch the swarm copy for changes", "version", m.Version, "err", err)
+			return
+		}
+		times[i] = fi.ModTime().UnixNano()
+	}
+	h.Modified = times
+	if err := a.db.Put(store.State, key, h); err != nil {
+		a.log.Error("write state", "key", key, "err", err)
+	}
+}
+
+// changedFile returns a file of h's swarm copy that changed after the copy was verified, and
+// how, or "" if none did (or h was not verified yet). Linked installs share the swarm copy's
+// files: one changed in place under InstallDir/releases changes what the agent would seed.
+func (a *Agent) changedFile(h *held) (path, how string) {
+	m := &h.Manifest
+	if len(h.Modified) != len(m.Files) {
+		return "", ""
+	}
+	for i, f := range m.Files {
+		p := swarmFile(m, a.swarmRoot(m), f)
+		fi, err := os.Stat(p)
+		switch {
+		case err != nil:
+			return p, err.Error()
+		case fi.Size() != f.Length:
+			return p, fmt.Sprintf("%d bytes, signed %d", fi.Size(), f.Length)
+		case fi.ModTime().UnixNano() != h.Modified[i]:
+			return p, fmt.Sprintf("modified %s, after it was verified", fi.ModTime().Format(time.RFC3339Nano))
+		}
+	}
+	return "", ""
+}
+
+const msgSwarmChanged = "stopped seeding: swarm copy changed after it was verified"
+
+// retireChanged stops seeding, and deletes the swarm copy of, every complete release a file of
+// which changed after it was verified (see changedFile): the agent would seed bytes that fail
+// their check, and its neighbours would ban it. The install stays as it is.
+func (a *Agent) retireChanged() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for v, t := range a.torrents {
+		var h held
+		if !t.Complete() || a.db.Get(store.State, keyHeld+a.cfg.Channel+"/"+v, &h) != nil {
+			continue
+		}
+		if path, how := a.changedFile(&h); path != "" {
+			a.log.Warn(msgSwarmChanged, "version", v, "file", path, "change", how,
+				"hint", "installed files are links to the swarm copy unless --copy-install: replace them, never change them in place")
+			a.dropLocked(v, t)
+		}
+	}
 }
 
 // keepStaged finishes the staging copy of a download: kept for the install if the download

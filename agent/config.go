@@ -15,7 +15,7 @@ import (
 // Config configures an agent. Each field is one `peerpatch agent` flag.
 type Config struct {
 	// DataDir (--data) holds the agent's state file, TUF metadata and the swarm copies of
-	// releases (the copies it seeds; never the installed ones).
+	// releases (the copies it seeds, whose files the installed ones link to: see CopyInstall).
 	DataDir string
 	// Seeders (--seeder) are the seeders' base URLs, tried in order.
 	Seeders []string
@@ -73,6 +73,12 @@ type Config struct {
 	MetricsListen string
 	// Clock returns the current time for InstallWindows (default time.Now); tests set it.
 	Clock func() time.Time
+	// CopyInstall (--copy-install) installs every release as a copy of its swarm copy. By
+	// default each installed file is a hard link to the swarm file the agent seeds (where both
+	// directories are on one filesystem): written once, stored once. Linked, the files under
+	// InstallDir/releases must not be changed in place (replacing one is fine): the agent stops
+	// seeding a release whose files changed after it was verified.
+	CopyInstall bool
 	// Keep (--keep) is how many installed releases stay on disk: current, previous and the
 	// newest others (default 2, at least 2: previous is what a failed health check and a yank
 	// with rollback go back to). Older installs are deleted after each install.

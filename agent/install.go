@@ -67,15 +67,11 @@ func (a *Agent) installAs(ctx context.Context, m *release.Manifest, bundle trust
 	}
 	if _, err := os.Stat(final); errors.Is(err, fs.ErrNotExist) {
 		// The copy staged during the download was checked as it was staged (see stager);
-		// without one, copy from the swarm copy, checking every byte written.
+		// without one, link or copy the swarm copy, checking every byte.
 		staging := a.takeStaged(m.Version)
 		if staging == "" {
-			if staging, err = os.MkdirTemp(releases, stagingPrefix+m.Version+"-"); err != nil {
-				return fmt.Errorf("install: %w", err)
-			}
-			if err := verify.Tree(ctx, a.entries(m, staging, true), bundle.SHA256); err != nil {
-				os.RemoveAll(staging)
-				return fmt.Errorf("copy and verify into %s: %w", releases, err)
+			if staging, err = a.stageFromSwarm(ctx, m, bundle, releases, log); err != nil {
+				return err
 			}
 		}
 		defer os.RemoveAll(staging)
@@ -179,14 +175,11 @@ func (a *Agent) hook(ctx context.Context, name, command string, env hookEnv, log
 
 // entries maps the release's files from the swarm copy to dst (copy) or checks them in dst.
 func (a *Agent) entries(m *release.Manifest, dst string, copy bool) []verify.Entry {
-	src := filepath.Join(a.swarmPath(m), m.Name)
+	src := a.swarmRoot(m)
 	es := make([]verify.Entry, len(m.Files))
 	for i, f := range m.Files {
 		e := verify.Entry{Path: f.Path, Length: f.Length, SHA256: f.SHA256}
-		from := src
-		if m.Dir {
-			from = filepath.Join(src, filepath.FromSlash(f.Path))
-		}
+		from := swarmFile(m, src, f)
 		to := filepath.Join(dst, filepath.FromSlash(f.Path))
 		if copy {
 			e.Src, e.Dst = from, to
@@ -196,6 +189,40 @@ func (a *Agent) entries(m *release.Manifest, dst string, copy bool) []verify.Ent
 		es[i] = e
 	}
 	return es
+}
+
+// stageFromSwarm makes a staging copy of m in releases from its swarm copy and checks every
+// file against the signed metadata: hard links where the agent links installs and can (see
+// stager), a copy otherwise.
+func (a *Agent) stageFromSwarm(ctx context.Context, m *release.Manifest, bundle trust.Target, releases string, log *slog.Logger) (string, error) {
+	mkdir := func() (string, error) {
+		dir, err := os.MkdirTemp(releases, stagingPrefix+m.Version+"-")
+		if err != nil {
+			return "", fmt.Errorf("install: %w", err)
+		}
+		return dir, nil
+	}
+	staging, err := mkdir()
+	if err != nil {
+		return "", err
+	}
+	copy := true
+	if src := a.linkSource(m); src != "" {
+		if err := linkFiles(m, src, staging, false); err != nil {
+			log.Info("cannot link the install to the swarm copy; copying it", "err", err)
+			os.RemoveAll(staging)
+			if staging, err = mkdir(); err != nil {
+				return "", err
+			}
+		} else {
+			copy = false
+		}
+	}
+	if err := verify.Tree(ctx, a.entries(m, staging, copy), bundle.SHA256); err != nil {
+		os.RemoveAll(staging)
+		return "", fmt.Errorf("stage and verify into %s: %w", releases, err)
+	}
+	return staging, nil
 }
 
 // tempLink is a fresh name in dir for a link that becomes dir/name.

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 )
 
+// canLink: installs may be hard links to the swarm copy (see stager).
+const canLink = true
+
 // switchLink points dir/name at target (relative to dir) atomically: a new symlink renamed
 // over the old one, then dir synced, so that a crash leaves the old link or the new one.
 func switchLink(dir, name, target string) error {

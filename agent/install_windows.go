@@ -125,3 +125,7 @@ func readLink(dir, name string) (string, error) {
 	}
 	return t, nil
 }
+
+// canLink: installs are copies of the swarm copy on Windows, where linking them (and renaming
+// a directory of links whose other names the swarm storage holds open) has not been tried.
+const canLink = false

@@ -32,3 +32,60 @@ func TestSeedingPolicy(t *testing.T) {
 	}
 	SameTree(t, rel, filepath.Join(a.Install, "current"))
 }
+
+// TestChangedInstallStopsSeeding: installed files are hard links to the swarm copy the agent
+// seeds, so a file changed in place under releases/ changes what it would seed. The agent keeps
+// seeding an untouched install; once a file is changed, it stops seeding that release and
+// deletes its swarm copy, and leaves the install as it is.
+func TestChangedInstallStopsSeeding(t *testing.T) {
+	d := Init(t)
+	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"))
+	rel := WriteRelease(t, t.TempDir(), "app", 1<<20, 3)
+	pub := s.Publish(t, d, "stable", "1.0.0", rel)
+	a := StartAgent(t, d, "agent", "stable", []string{s.URL})
+	AwaitInstalled(t, 30*time.Second, "1.0.0", a)
+	copyDir := filepath.Join(a.Data, "swarm", pub.InfoHash)
+	installed := filepath.Join(a.Install, "releases", "1.0.0", "etc", "app.conf")
+	fi, err := os.Stat(installed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linked, err := os.Stat(filepath.Join(copyDir, "app", "etc", "app.conf"))
+	if err != nil {
+		t.Fatalf("no swarm copy after the install: %v", err)
+	}
+	if !os.SameFile(fi, linked) {
+		t.Fatal("the installed file is not a link to the swarm copy's")
+	}
+
+	// A few cycles (--interval 1s) of an untouched install change nothing.
+	time.Sleep(3 * time.Second)
+	if lines := a.JSONLines("stopped seeding: swarm copy changed after it was verified"); len(lines) != 0 {
+		t.Fatalf("the agent saw a change nobody made: %v", lines)
+	}
+	if _, err := os.Stat(copyDir); err != nil {
+		t.Fatalf("swarm copy of an untouched install: %v", err)
+	}
+
+	f, err := os.OpenFile(installed, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("#"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(a.JSONLines("stopped seeding: swarm copy changed after it was verified")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the agent never noticed the installed file changed in place")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if _, err := os.Stat(copyDir); !os.IsNotExist(err) {
+		t.Fatalf("the swarm copy is still there after seeding stopped (stat: %v)", err)
+	}
+	if b, err := os.ReadFile(installed); err != nil || b[0] != '#' {
+		t.Fatalf("the install was touched: %q, %v", b, err)
+	}
+}

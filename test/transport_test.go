@@ -143,9 +143,11 @@ func goodMirror(t *testing.T, dir string, open func() bool) (*httptest.Server, *
 }
 
 // TestTransportCorruptPeer: agent A holds release 2.0.0, verified, in its swarm copy; then the
-// copy's bytes change on disk, so A serves pieces that do not match the signed hashes. The origin
-// uploads slowly, so new agents B and C get most pieces from A: they must reject A's pieces, ban
-// A, and still install 2.0.0 exactly; A's own installed copy stays intact.
+// copy's bytes change on disk, its modification time kept (as a failing disk would, or a peer
+// that lies), so A serves pieces that do not match the signed hashes. The origin uploads
+// slowly, so new agents B and C get most pieces from A: they must reject A's pieces, ban A, and
+// still install 2.0.0 exactly. A installs copies (--copy-install), so its own installed copy
+// stays intact.
 func TestTransportCorruptPeer(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
@@ -153,7 +155,7 @@ func TestTransportCorruptPeer(t *testing.T) {
 	s := StartSeeder(t, d, filepath.Join(t.TempDir(), "seeder"), "--upload-rate", "512KiB")
 	v1 := WriteRelease(t, t.TempDir(), "app", 256<<10, 41)
 	s.Publish(t, d, "stable", "1.0.0", v1)
-	a := StartAgent(t, d, "A", "stable", []string{s.URL}, "--fallback-after", "2s")
+	a := StartAgent(t, d, "A", "stable", []string{s.URL}, "--fallback-after", "2s", "--copy-install")
 	AwaitInstalled(t, 30*time.Second, "1.0.0", a)
 
 	v2 := WriteRelease(t, t.TempDir(), "app", 2<<20, 42)
@@ -179,6 +181,9 @@ func TestTransportCorruptPeer(t *testing.T) {
 		}
 	}
 	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(swarmFile, time.Time{}, fi.ModTime()); err != nil {
 		t.Fatal(err)
 	}
 	aPort := tpPeerPort(t, a)

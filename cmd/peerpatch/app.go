@@ -278,6 +278,7 @@ func agentCommand() *cli.Command {
 			&cli.DurationFlag{Name: "hook-timeout", Value: time.Minute, Usage: "kill a hook (and what it started) after this long; it has failed"},
 			&cli.GenericFlag{Name: "install-window", Value: &windowList{}, Usage: "maintenance window `SPEC` for installs, e.g. 'Mon-Fri 01:00-05:00' (repeatable; default: any time)"},
 			&cli.StringFlag{Name: "timezone", Usage: "IANA time `zone` of --install-window, e.g. Europe/Paris (default: local time)"},
+			&cli.BoolFlag{Name: "copy-install", Usage: "install each release as a copy; by default its files are hard links to the swarm copy the agent seeds (one write, half the disk) where --install-dir and --data share a filesystem, so files under releases/ must not be changed in place (a release whose files change stops being seeded)"},
 			&cli.IntFlag{Name: "keep", Value: 2, Usage: "installed releases kept on disk (`K` ≥ 2: current, previous and the newest others)"},
 			&cli.DurationFlag{Name: "seed-for", Usage: "stop seeding an installed release after this long (0: as long as it is kept)"},
 			&cli.StringFlag{Name: "seed-ratio", Value: "0", Usage: "stop seeding an installed release once it sent `R` times its size, e.g. 1.5 (0: no limit)"},
@@ -309,7 +310,7 @@ func agentCommand() *cli.Command {
 				PreInstall: c.String("pre-install"), PostInstall: c.String("post-install"), HealthCheck: c.String("health-check"),
 				HookTimeout: c.Duration("hook-timeout"), InstallWindows: c.Generic("install-window").(*windowList).specs,
 				Timezone: c.String("timezone"), MetricsListen: c.String("metrics-listen"),
-				Keep: c.Int("keep"), SeedFor: c.Duration("seed-for"), SeedRatio: seedRatio, Logger: log,
+				CopyInstall: c.Bool("copy-install"), Keep: c.Int("keep"), SeedFor: c.Duration("seed-for"), SeedRatio: seedRatio, Logger: log,
 			})
 		},
 	}

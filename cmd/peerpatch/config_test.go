@@ -144,7 +144,7 @@ func TestConfigFile(t *testing.T) {
 			name:    "unknown key",
 			config:  "data: /var/lib/a\n\nintervall: 1m\n",
 			args:    []string{"agent", "--config", "CONFIG"},
-			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, data, download-rate, fallback-after, health-check, hook-timeout, install-dir, install-window, interval, keep, metrics-listen, once, peer-listen, post-install, pre-install, ring, seed-for, seed-ratio, seeder, stall-timeout, timezone, token-file, trust, upload-rate)`,
+			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, copy-install, data, download-rate, fallback-after, health-check, hook-timeout, install-dir, install-window, interval, keep, metrics-listen, once, peer-listen, post-install, pre-install, ring, seed-for, seed-ratio, seeder, stall-timeout, timezone, token-file, trust, upload-rate)`,
 		},
 		{
 			name:    "agent key in seeder file",
@@ -282,7 +282,7 @@ func TestConfigParsesLikeFlags(t *testing.T) {
 				"--stall-timeout", "90s", "--ring", "canary", "--ring", "it", "--pre-install", "systemctl stop app",
 				"--post-install", "systemctl start app", "--health-check", "curl -fs http://localhost:8080/health",
 				"--hook-timeout", "2m30s", "--install-window", "Sat,Sun 00:00-24:00", "--install-window", "Mon-Fri 22:00-06:00",
-				"--timezone", "Europe/Paris", "--metrics-listen", "127.0.0.1:9464", "--keep", "3", "--seed-for", "1h",
+				"--timezone", "Europe/Paris", "--metrics-listen", "127.0.0.1:9464", "--copy-install", "--keep", "3", "--seed-for", "1h",
 				"--seed-ratio", "1.5"},
 			yaml: "data: /a\nseeder: [https://a.example, https://b.example]\ntrust: r.json\ntoken-file: t\nca: ca.pem\n" +
 				"channel: 1.10\ninstall-dir: /i\nonce: true\ninterval: 1h2m3s\npeer-listen: '[::]:6881'\n" +
@@ -290,7 +290,7 @@ func TestConfigParsesLikeFlags(t *testing.T) {
 				"ring: [canary, it]\npre-install: systemctl stop app\npost-install: systemctl start app\n" +
 				"health-check: curl -fs http://localhost:8080/health\nhook-timeout: 2m30s\n" +
 				"install-window:\n  - Sat,Sun 00:00-24:00\n  - Mon-Fri 22:00-06:00\ntimezone: Europe/Paris\n" +
-				"metrics-listen: 127.0.0.1:9464\nkeep: 3\nseed-for: 1h\nseed-ratio: 1.5\n",
+				"metrics-listen: 127.0.0.1:9464\ncopy-install: true\nkeep: 3\nseed-for: 1h\nseed-ratio: 1.5\n",
 		},
 	}
 	for _, tt := range tests {

@@ -344,18 +344,20 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 	}
 	t.t.AllowDataDownload() // after a write failure, try again
 	t.t.DownloadAll()
+	// Nothing this download started writes once it returns: the shares, rescues and web-seed
+	// fetches are waited for (an agent records its verified files' times then).
 	ctx, cancel := context.WithCancel(ctx)
-	var webSeeding sync.WaitGroup
+	var workers sync.WaitGroup
 	defer func() {
 		cancel()
-		webSeeding.Wait()
+		workers.Wait()
 	}()
 	var sharing chan struct{} // closed when the origin has handed out every piece
 	rescuing := make(chan struct{}, 1)
 	var shareDone time.Time // when the origin was first seen to have handed every piece out
 	if opts.Share != nil {
 		sharing = make(chan struct{})
-		go t.shares(ctx, opts.Share, sharing)
+		workers.Go(func() { t.shares(ctx, opts.Share, sharing) })
 	}
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -414,10 +416,11 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 		if !shareDone.IsZero() && now.Sub(shareDone) >= rescueAfter {
 			select {
 			case rescuing <- struct{}{}:
-				go func(stalled bool) {
+				stalled := idle >= rescueAfter
+				workers.Go(func() {
 					defer func() { <-rescuing }()
 					t.rescue(ctx, opts.Share, stalled)
-				}(idle >= rescueAfter)
+				})
 			default: // one rescue at a time
 			}
 		}
@@ -431,7 +434,7 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 			}
 			t.c.log.Info(why+", using web seeds", "infohash", t.m.InfoHash, "idle", idle.Round(time.Second), "webSeeds", len(t.webSeeds))
 			ws := newWebSeeds(t, t.webSeeds)
-			webSeeding.Go(func() { ws.run(ctx, scope) })
+			workers.Go(func() { ws.run(ctx, scope) })
 		}
 		if idle >= opts.StallTimeout {
 			err := fmt.Errorf("no progress for %s (%d of %d bytes verified): %w",
