@@ -24,6 +24,8 @@ type verifyingStorage struct {
 	inner     storage.ClientImplCloser
 	partFiles bool
 
+	bufs *pieceBuffers
+
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*entry
 }
@@ -37,7 +39,7 @@ type verifyingStorage struct {
 // completed part file lands in a new, lost one. So a client that persists completion (an
 // agent: its completion database, not file names, says what is verified) writes in place.
 func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, partFiles bool, log *slog.Logger) *verifyingStorage {
-	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry), partFiles: partFiles}
+	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry), partFiles: partFiles, bufs: newPieceBuffers(maxBuffered)}
 	s.inner = storage.NewFileOpts(storage.NewFileClientOpts{
 		ClientBaseDir: baseDir,
 		TorrentDirMaker: func(baseDir string, _ *metainfo.Info, ih metainfo.Hash) string {
@@ -64,8 +66,12 @@ func (s *verifyingStorage) register(e *entry) {
 
 func (s *verifyingStorage) unregister(ih metainfo.Hash) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	e := s.torrents[ih]
 	delete(s.torrents, ih)
+	s.mu.Unlock()
+	if e != nil {
+		s.bufs.dropAll(e)
+	}
 }
 
 func (s *verifyingStorage) lookup(ih metainfo.Hash) *entry {
@@ -103,7 +109,7 @@ func (s *verifyingStorage) OpenTorrent(ctx context.Context, info *metainfo.Info,
 			} else {
 				ip = inner.Piece(p)
 			}
-			vp := &verifiedPiece{PieceImpl: ip, index: p.Index(), length: p.Length(), v1: v1, e: e}
+			vp := &verifiedPiece{PieceImpl: ip, index: p.Index(), length: p.Length(), v1: v1, e: e, bufs: s.bufs}
 			if readers != nil {
 				vp.reader = io.NewSectionReader(readers, p.Offset(), p.Length())
 			}
@@ -115,7 +121,7 @@ func (s *verifyingStorage) OpenTorrent(ctx context.Context, info *metainfo.Info,
 	}, nil
 }
 
-// piecePool recycles piece-sized read buffers for hashing.
+// piecePool recycles piece-sized buffers: for hashing, and of pieceBuffers.
 var piecePool sync.Pool
 
 func getBuf(n int64) *[]byte {
@@ -128,17 +134,65 @@ func getBuf(n int64) *[]byte {
 }
 
 // verifiedPiece is a stored piece whose hash check is SHA-256 against the signed piece hash.
+// Its blocks are held in memory until it is hashed, where a buffer is free (see pieceBuffers).
 type verifiedPiece struct {
 	storage.PieceImpl
 	index  int
 	length int64
 	v1     g.Option[[]byte]
 	e      *entry
+	bufs   *pieceBuffers
 	reader *io.SectionReader // nil: read through the library's storage
 }
 
-// ReadAt reads from the piece, through kept file handles where the torrent has them.
+// WriteAt stores a received block: in the piece's buffer, or on disk if it has none. A block of
+// a piece that is complete, or was hashed while the block waited, is dropped: it could only
+// overwrite verified bytes.
+func (p *verifiedPiece) WriteAt(b []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(b)) > p.length {
+		return p.PieceImpl.WriteAt(b, off) // the library's storage refuses it
+	}
+	pb := p.bufs.get(p.e, p.index, 0)
+	if pb == nil {
+		if p.PieceImpl.Completion().Complete {
+			return len(b), nil
+		}
+		pb = p.bufs.get(p.e, p.index, p.length)
+	}
+	pb.mu.Lock()
+	defer pb.mu.Unlock()
+	switch {
+	case pb.done:
+		return len(b), nil
+	case pb.data != nil:
+		return copy(pb.data[off:], b), nil
+	}
+	return p.PieceImpl.WriteAt(b, off)
+}
+
+// ReadAt reads from the piece: from its buffer while it has one, otherwise from disk, through
+// kept file handles where the torrent has them.
 func (p *verifiedPiece) ReadAt(b []byte, off int64) (int, error) {
+	if pb := p.bufs.get(p.e, p.index, 0); pb != nil {
+		pb.mu.Lock()
+		if !pb.done && pb.data != nil {
+			defer pb.mu.Unlock()
+			if off < 0 || off > p.length {
+				return 0, fmt.Errorf("read piece %d at %d: out of range", p.index, off)
+			}
+			n := copy(b, pb.data[off:])
+			if n < len(b) {
+				return n, io.EOF
+			}
+			return n, nil
+		}
+		pb.mu.Unlock()
+	}
+	return p.readStored(b, off)
+}
+
+// readStored reads from disk.
+func (p *verifiedPiece) readStored(b []byte, off int64) (int, error) {
 	if p.reader != nil {
 		return p.reader.ReadAt(b, off)
 	}
@@ -147,20 +201,34 @@ func (p *verifiedPiece) ReadAt(b []byte, off int64) (int, error) {
 
 var _ storage.SelfHashing = (*verifiedPiece)(nil)
 
-// SelfHash reads the piece and compares its SHA-256 with the signed one. On a match it returns
-// the torrent's v1 hash so the library counts the piece; otherwise a zero hash, so the library
-// treats the piece as failed (and bans a peer that alone supplied it).
+// SelfHash compares the piece's SHA-256 with the signed one: of its buffer, which it then
+// writes to disk if it matches, or of what is on disk. On a match it returns the torrent's v1
+// hash so the library counts the piece; otherwise a zero hash, so the library treats the piece
+// as failed (and bans a peer that alone supplied it).
 func (p *verifiedPiece) SelfHash() (metainfo.Hash, error) {
+	if pb := p.bufs.get(p.e, p.index, 0); pb != nil {
+		pb.mu.Lock()
+		defer pb.mu.Unlock()
+		defer p.bufs.drop(p.e, p.index, pb)
+		if !pb.done && pb.data != nil {
+			return p.check(pb.data, true)
+		}
+	}
 	buf := getBuf(p.length)
 	defer piecePool.Put(buf)
-	n, err := p.ReadAt(*buf, 0)
+	n, err := p.readStored(*buf, 0)
 	if int64(n) < p.length && (errors.Is(err, io.EOF) || errors.Is(err, fs.ErrNotExist)) {
 		return metainfo.Hash{}, nil // not there yet: incomplete, nobody to blame
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return metainfo.Hash{}, fmt.Errorf("read piece %d: %w", p.index, err)
 	}
-	if verify.Sum(*buf) != p.e.pieces[p.index] {
+	return p.check(*buf, false)
+}
+
+// check hashes data, the piece's bytes, and on a match stores them first if store is set.
+func (p *verifiedPiece) check(data []byte, store bool) (metainfo.Hash, error) {
+	if verify.Sum(data) != p.e.pieces[p.index] {
 		if !p.e.checking.Load() {
 			p.e.pieceFailed(p.index)
 		}
@@ -169,7 +237,14 @@ func (p *verifiedPiece) SelfHash() (metainfo.Hash, error) {
 	if !p.v1.Ok {
 		return metainfo.Hash{}, fmt.Errorf("piece %d: torrent has no v1 piece hash", p.index)
 	}
-	p.e.pieceVerified(p.index, *buf)
+	if store {
+		if _, err := p.PieceImpl.WriteAt(data, 0); err != nil {
+			err = fmt.Errorf("store piece %d: %w", p.index, err)
+			p.e.writeFailed(err)
+			return metainfo.Hash{}, err
+		}
+	}
+	p.e.pieceVerified(p.index, data)
 	var h metainfo.Hash
 	copy(h[:], p.v1.Value)
 	return h, nil

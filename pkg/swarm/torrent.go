@@ -38,6 +38,8 @@ type entry struct {
 	pieceFailed func(int)
 	// pieceVerified gets the bytes of a piece that passed, while the storage still holds them.
 	pieceVerified func(int, []byte)
+	// writeFailed is told when a verified piece cannot be written to disk.
+	writeFailed func(error)
 	// checking is set while Add waits for the check of the data already on disk, whose
 	// failures are expected (missing or partial pieces) and blame nobody.
 	checking atomic.Bool
@@ -105,7 +107,7 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	}
 	t := &Torrent{c: c, m: spec.Manifest, webSeeds: spec.Torrent.WebSeeds, trackers: spec.Trackers, pieces: spec.Pieces, blame: newBlame(),
 		done: make(chan struct{}), wrote: make(chan struct{}, 1)}
-	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed, pieceVerified: t.pieceVerified}
+	e := &entry{infoHash: ih, dir: spec.Dir, pieces: spec.Pieces, pieceFailed: t.pieceFailed, pieceVerified: t.pieceVerified, writeFailed: t.writeFailed}
 	e.checking.Store(true)
 
 	c.mu.Lock()
