@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
-// corruptSwarmCopy flips one byte in every `every` bytes of every file under dir, in place.
+// corruptSwarmCopy flips one byte in every `every` bytes of every file under dir, in place, and
+// sets each file's modification time back, as a failing disk or a peer that lies would: an
+// agent stops seeding a swarm copy whose files it sees modified after it verified them.
 func corruptSwarmCopy(dir string, every int64) (int64, error) {
 	var flipped int64
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -33,7 +36,10 @@ func corruptSwarmCopy(dir string, every int64) (int64, error) {
 			}
 			flipped++
 		}
-		return fh.Sync()
+		if err := fh.Sync(); err != nil {
+			return err
+		}
+		return os.Chtimes(p, time.Time{}, fi.ModTime())
 	})
 	if err != nil {
 		return flipped, fmt.Errorf("corrupt swarm copy: %w", err)
