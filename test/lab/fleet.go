@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/peerpatch/peerpatch/pkg/api"
@@ -191,7 +192,10 @@ func (f *fleet) deliverWithBadPeers(ctx context.Context) error {
 		return errors.New("the corrupt peers did not install the release")
 	}
 	for _, a := range f.bad {
+		// Stopped meanwhile, the agent cannot see its files change (see corruptSwarmCopy).
+		a.cur.signal(syscall.SIGSTOP)
 		n, err := corruptSwarmCopy(filepath.Join(a.data, "swarm", f.pub.InfoHash), int64(f.faults.every()))
+		a.cur.signal(syscall.SIGCONT)
 		if err != nil {
 			return err
 		}
