@@ -22,7 +22,8 @@ import (
 // Where it can, the stager links instead of copying: every staged file is a hard link to its
 // swarm copy, so the bytes are written once and stored once, and a verified piece is staged by
 // noting it. Writing a second copy cost each agent about a sixth of its CPU (in the fleet lab
-// at N=16: 3.1-3.6 CPU s per 256 MiB linked, 4.3-4.4 copied) and doubled the disk used. Where
+// at N=16, interleaved runs: 3.1-4.1 CPU s per 256 MiB linked, 4.2-5.3 copied) and doubled
+// the disk used. Where
 // the install and data directories are on different filesystems, or --copy-install is set,
 // each verified piece is written into a separate copy instead.
 //

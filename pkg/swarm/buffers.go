@@ -36,7 +36,7 @@ func newPieceBuffers(budget int64) *pieceBuffers {
 }
 
 // get returns the buffer of piece index of e, or nil if it has none. With n > 0 a piece without
-// one gets one: n zero bytes, or none (written through) if the buffers are all taken.
+// one gets one: n zero bytes, or none (written through) if the budget is spent.
 func (b *pieceBuffers) get(e *entry, index int, n int64) *pieceBuf {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -54,8 +54,8 @@ func (b *pieceBuffers) get(e *entry, index int, n int64) *pieceBuf {
 	return pb
 }
 
-// drop forgets pb, the buffer of piece index of e, and recycles its bytes (see getBuf). The caller holds
-// pb.mu.
+// drop forgets pb, the buffer of piece index of e, and recycles its bytes (see getBuf). The
+// caller holds pb.mu.
 func (b *pieceBuffers) drop(e *entry, index int, pb *pieceBuf) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

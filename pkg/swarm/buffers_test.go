@@ -174,6 +174,21 @@ func TestPieceBuffers(t *testing.T) {
 	if ps.writeErr != nil {
 		t.Errorf("write failure reported: %v", ps.writeErr)
 	}
+	// A torrent dropped mid-piece gives its buffers back.
+	if _, err := ps.piece(0).WriteAt(make([]byte, 16<<10), 0); err != nil { // complete: dropped
+		t.Fatal(err)
+	}
+	last := r.m.NumPieces() - 1
+	if _, err := ps.piece(last).WriteAt(data(last)[:100], 0); err != nil {
+		t.Fatal(err)
+	}
+	if ps.vs.bufs.held == 0 {
+		t.Fatal("a piece begun holds no buffer")
+	}
+	ps.vs.unregister(r.infoHash())
+	if ps.vs.bufs.held != 0 || len(ps.vs.bufs.bufs) != 0 {
+		t.Errorf("%d bytes held, %d pieces known after the torrent was dropped", ps.vs.bufs.held, len(ps.vs.bufs.bufs))
+	}
 }
 
 // TestPieceBufferWriteFails: a verified piece that cannot be written to disk fails its check
