@@ -72,13 +72,6 @@ func TestStageAcrossFilesystems(t *testing.T) {
 // sameDevice reports whether paths a and b are on one filesystem.
 func sameDevice(t *testing.T, a, b string) bool {
 	t.Helper()
-	fa, err := os.Stat(a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fb, err := os.Stat(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fa, fb := statBoth(t, a, b)
 	return fa.Sys().(*syscall.Stat_t).Dev == fb.Sys().(*syscall.Stat_t).Dev
 }

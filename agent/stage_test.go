@@ -194,6 +194,13 @@ func corruptAt(t *testing.T, m *release.Manifest, root string, off int64) {
 // sameFile reports whether paths a and b name the same file.
 func sameFile(t *testing.T, a, b string) bool {
 	t.Helper()
+	fa, fb := statBoth(t, a, b)
+	return os.SameFile(fa, fb)
+}
+
+// statBoth stats a and b.
+func statBoth(t *testing.T, a, b string) (os.FileInfo, os.FileInfo) {
+	t.Helper()
 	fa, err := os.Stat(a)
 	if err != nil {
 		t.Fatal(err)
@@ -202,5 +209,5 @@ func sameFile(t *testing.T, a, b string) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return os.SameFile(fa, fb)
+	return fa, fb
 }
