@@ -36,7 +36,7 @@ func newPieceBuffers(budget int64) *pieceBuffers {
 }
 
 // get returns the buffer of piece index of e, or nil if it has none. With n > 0 a piece without
-// one gets one: n zero bytes, or none (written through) if the budget is spent.
+// one gets one: n bytes, or none (written through) if the budget is spent.
 func (b *pieceBuffers) get(e *entry, index int, n int64) *pieceBuf {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -47,8 +47,9 @@ func (b *pieceBuffers) get(e *entry, index int, n int64) *pieceBuf {
 	pb := &pieceBuf{}
 	if b.held+n <= b.budget {
 		b.held += n
+		// Not cleared: the library hashes a piece once every block is written, and one
+		// hashed with a stale byte left fails its check.
 		pb.data = *getBuf(n)
-		clear(pb.data)
 	}
 	b.bufs[k] = pb
 	return pb
