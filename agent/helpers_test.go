@@ -49,6 +49,25 @@ type testRelease struct {
 	swarm  string // swarmPath/<name>: the downloaded copy
 }
 
+// pieces returns the bytes of every piece of r, read from its swarm copy.
+func (r *testRelease) pieces(t *testing.T) [][]byte {
+	t.Helper()
+	var all []byte
+	for _, f := range r.m.Files {
+		b, err := os.ReadFile(swarmFile(r.m, r.swarm, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, b...)
+	}
+	ps := make([][]byte, r.m.NumPieces())
+	for i := range ps {
+		start := int64(i) * r.m.PieceLength
+		ps[i] = all[start : start+r.m.PieceSize(i)]
+	}
+	return ps
+}
+
 // root is the directory whose tree an install of r must reproduce.
 func (r *testRelease) root() string {
 	if r.m.Dir {

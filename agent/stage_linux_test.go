@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -38,16 +37,8 @@ func TestStageAcrossFilesystems(t *testing.T) {
 			st.discard() // the install copies from the swarm copy
 			break
 		}
-		var all bytes.Buffer
-		for _, f := range r.m.Files {
-			b, err := os.ReadFile(swarmFile(r.m, r.swarm, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			all.Write(b)
-		}
-		for i := range r.m.NumPieces() {
-			st.piece(i, all.Bytes()[int64(i)*r.m.PieceLength:min(int64(i+1)*r.m.PieceLength, int64(all.Len()))])
+		for i, data := range r.pieces(t) {
+			st.piece(i, data)
 		}
 		a.keepStaged(r.m.Version, st, true, discard)
 		if a.staged[r.m.Version] == "" {

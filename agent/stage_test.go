@@ -75,14 +75,7 @@ func testStagedInstall(t *testing.T, tt stagedCase, copied bool) {
 	if r.m.NumPieces() < 5 {
 		t.Fatalf("%d pieces, want several", r.m.NumPieces())
 	}
-	var all bytes.Buffer
-	for _, f := range r.m.Files {
-		b, err := os.ReadFile(swarmFile(r.m, r.swarm, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		all.Write(b)
-	}
+	pieces := r.pieces(t)
 	signed := *r.m
 	signed.Files = slices.Clone(r.m.Files)
 	for i := range signed.Files {
@@ -98,27 +91,22 @@ func testStagedInstall(t *testing.T, tt stagedCase, copied bool) {
 	if st.linked == copied || st.linkErr != nil {
 		t.Fatalf("stager linked %v (%v), want %v", st.linked, st.linkErr, !copied)
 	}
-	pieceAt := func(i int) (int64, int64) {
-		return int64(i) * r.m.PieceLength, min(int64(i+1)*r.m.PieceLength, int64(all.Len()))
-	}
 	if st.linked && tt.corrupt >= 0 {
 		// The disk holds other bytes than the ones verified.
-		start, end := pieceAt(tt.corrupt)
-		corruptAt(t, r.m, r.swarm, (start+end)/2)
+		corruptAt(t, r.m, r.swarm, int64(tt.corrupt)*r.m.PieceLength+r.m.PieceSize(tt.corrupt)/2)
 	}
 	// Out of order, as pieces verify in a swarm, and one twice.
 	for i := r.m.NumPieces() - 1; i >= 0; i-- {
 		if i == tt.skip {
 			continue
 		}
-		start, end := pieceAt(i)
-		data := bytes.Clone(all.Bytes()[start:end])
+		data := bytes.Clone(pieces[i])
 		if i == tt.corrupt && !st.linked {
 			data[len(data)/2] ^= 1
 		}
 		st.piece(i, data)
 	}
-	st.piece(0, all.Bytes()[:r.m.PieceLength])
+	st.piece(0, pieces[0])
 	var logged bytes.Buffer
 	a.keepStaged(r.m.Version, st, true, slog.New(slog.NewTextHandler(&logged, nil)))
 	staged := a.staged[r.m.Version]

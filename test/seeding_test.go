@@ -20,18 +20,15 @@ func TestSeedingPolicy(t *testing.T) {
 	if _, err := os.Stat(copyDir); err != nil {
 		t.Fatalf("no swarm copy right after the install: %v", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(a.JSONLines("stopped seeding")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent never stopped seeding with --seed-for 2s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	awaitLog(t, a, "stopped seeding", "the agent never stopped seeding with --seed-for 2s")
 	if _, err := os.Stat(copyDir); !os.IsNotExist(err) {
 		t.Fatalf("the swarm copy is still there after seeding stopped (stat: %v)", err)
 	}
 	SameTree(t, rel, filepath.Join(a.Install, "current"))
 }
+
+// msgSwarmChanged is what an agent logs when it stops seeding a swarm copy that changed.
+const msgSwarmChanged = "stopped seeding: swarm copy changed after it was verified"
 
 // TestChangedInstallStopsSeeding: installed files are hard links to the swarm copy the agent
 // seeds, so a file changed in place under releases/ changes what it would seed. The agent keeps
@@ -60,7 +57,7 @@ func TestChangedInstallStopsSeeding(t *testing.T) {
 
 	// A few cycles (--interval 1s) of an untouched install change nothing.
 	time.Sleep(3 * time.Second)
-	if lines := a.JSONLines("stopped seeding: swarm copy changed after it was verified"); len(lines) != 0 {
+	if lines := a.JSONLines(msgSwarmChanged); len(lines) != 0 {
 		t.Fatalf("the agent saw a change nobody made: %v", lines)
 	}
 	if _, err := os.Stat(copyDir); err != nil {
@@ -75,17 +72,23 @@ func TestChangedInstallStopsSeeding(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for len(a.JSONLines("stopped seeding: swarm copy changed after it was verified")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the agent never noticed the installed file changed in place")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	awaitLog(t, a, msgSwarmChanged, "the agent never noticed the installed file changed in place")
 	if _, err := os.Stat(copyDir); !os.IsNotExist(err) {
 		t.Fatalf("the swarm copy is still there after seeding stopped (stat: %v)", err)
 	}
 	if b, err := os.ReadFile(installed); err != nil || b[0] != '#' {
 		t.Fatalf("the install was touched: %q, %v", b, err)
+	}
+}
+
+// awaitLog waits up to 30 s for a's log to hold a JSON line with msg, and fails with why if not.
+func awaitLog(t *testing.T, a *Agent, msg, why string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(a.JSONLines(msg)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
