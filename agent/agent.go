@@ -282,15 +282,16 @@ func open(cfg Config) (a *Agent, err error) {
 		a.tuf = append(a.tuf, c)
 	}
 	a.swarm, err = swarm.New(swarm.Config{
-		DataDir:           filepath.Join(cfg.DataDir, swarmDir),
-		ListenAddr:        cfg.PeerListen,
-		UploadRate:        cfg.UploadRate,
-		DownloadRate:      cfg.DownloadRate,
-		PersistCompletion: true,
-		Transport:         transport,
-		RestrictPeers:     true,
-		CheckPeer:         a.knownPeer,
-		Logger:            a.log,
+		DataDir:            filepath.Join(cfg.DataDir, swarmDir),
+		ListenAddr:         cfg.PeerListen,
+		UploadRate:         cfg.UploadRate,
+		DownloadRate:       cfg.DownloadRate,
+		MaxConnsPerTorrent: cfg.MaxPeers,
+		PersistCompletion:  true,
+		Transport:          transport,
+		RestrictPeers:      true,
+		CheckPeer:          a.knownPeer,
+		Logger:             a.log,
 	})
 	if err != nil {
 		return nil, err

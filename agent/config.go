@@ -10,6 +10,7 @@ import (
 
 	"github.com/peerpatch/peerpatch/pkg/release"
 	"github.com/peerpatch/peerpatch/pkg/rollout"
+	"github.com/peerpatch/peerpatch/pkg/swarm"
 )
 
 // Config configures an agent. Each field is one `peerpatch agent` flag.
@@ -39,6 +40,9 @@ type Config struct {
 	// UploadRate and DownloadRate (--upload-rate, --download-rate) cap peer and web-seed
 	// traffic in bytes per second; 0 is unlimited.
 	UploadRate, DownloadRate int64
+	// MaxPeers (--max-peers) caps the agent's peer connections per release (default
+	// swarm.DefaultMaxConns).
+	MaxPeers int
 	// FallbackAfter (--fallback-after) is how long a download may go without progress before
 	// web seeds are used (default 10s).
 	FallbackAfter time.Duration
@@ -120,6 +124,9 @@ func (c *Config) validate() error {
 	}
 	if c.PeerListen == "" {
 		c.PeerListen = "0.0.0.0:0"
+	}
+	if c.MaxPeers < 0 {
+		return fmt.Errorf("--max-peers %d: must not be negative (0: the default, %d)", c.MaxPeers, swarm.DefaultMaxConns)
 	}
 	if c.UploadRate < 0 || c.DownloadRate < 0 {
 		return fmt.Errorf("--upload-rate and --download-rate must not be negative")

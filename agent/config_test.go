@@ -43,6 +43,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "channel starting with dash", modify: func(c *Config) { c.Channel = "-x" }, wantErr: "--channel"},
 		{name: "negative upload rate", modify: func(c *Config) { c.UploadRate = -1 }, wantErr: "--upload-rate"},
 		{name: "negative download rate", modify: func(c *Config) { c.DownloadRate = -1 }, wantErr: "--download-rate"},
+		{name: "negative max-peers", modify: func(c *Config) { c.MaxPeers = -1 }, wantErr: "--max-peers"},
 		{name: "rings and windows", modify: func(c *Config) {
 			c.Rings, c.InstallWindows, c.Timezone = []string{"canary", "it"}, []string{"Mon-Fri 01:00-05:00", "daily 22:00-06:00"}, "UTC"
 		}},

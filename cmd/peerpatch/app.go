@@ -25,6 +25,7 @@ import (
 	"github.com/peerpatch/peerpatch/pkg/deploy"
 	"github.com/peerpatch/peerpatch/pkg/release"
 	"github.com/peerpatch/peerpatch/pkg/rollout"
+	"github.com/peerpatch/peerpatch/pkg/swarm"
 	"github.com/peerpatch/peerpatch/seeder"
 	"github.com/peerpatch/peerpatch/seeder/adminclient"
 )
@@ -269,6 +270,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "peer-listen", Value: "0.0.0.0:0", Usage: "`HOST:PORT` for BitTorrent peers"},
 			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "upload cap per second, e.g. 10MiB (0 = unlimited)"},
 			&cli.StringFlag{Name: "download-rate", Value: "0", Usage: "download cap per second (0 = unlimited)"},
+			&cli.IntFlag{Name: "max-peers", Value: swarm.DefaultMaxConns, Usage: "peer connections per release: `N` neighbours to swap pieces with (fewer keep each busy and cost less CPU)"},
 			&cli.DurationFlag{Name: "fallback-after", Value: 10 * time.Second, Usage: "use web seeds for any piece after this long without progress (at most 3s once the seeder cannot be reached; then each agent also fetches its own part of the pieces no peer has at once)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "fail a download after this long without progress"},
 			&cli.StringSliceFlag{Name: "ring", Usage: "rollout `ring` this agent belongs to, e.g. canary (repeatable)"},
@@ -305,7 +307,7 @@ func agentCommand() *cli.Command {
 				DataDir: c.String("data"), Seeders: c.StringSlice("seeder"), TrustFile: c.String("trust"),
 				TokenFile: c.String("token-file"), CAFile: c.String("ca"), Channel: c.String("channel"), InstallDir: c.String("install-dir"),
 				Once: c.Bool("once"), Interval: c.Duration("interval"), PeerListen: c.String("peer-listen"),
-				UploadRate: up, DownloadRate: down, FallbackAfter: c.Duration("fallback-after"),
+				UploadRate: up, DownloadRate: down, MaxPeers: c.Int("max-peers"), FallbackAfter: c.Duration("fallback-after"),
 				StallTimeout: c.Duration("stall-timeout"), Rings: c.StringSlice("ring"),
 				PreInstall: c.String("pre-install"), PostInstall: c.String("post-install"), HealthCheck: c.String("health-check"),
 				HookTimeout: c.Duration("hook-timeout"), InstallWindows: c.Generic("install-window").(*windowList).specs,

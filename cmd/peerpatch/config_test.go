@@ -144,7 +144,7 @@ func TestConfigFile(t *testing.T) {
 			name:    "unknown key",
 			config:  "data: /var/lib/a\n\nintervall: 1m\n",
 			args:    []string{"agent", "--config", "CONFIG"},
-			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, copy-install, data, download-rate, fallback-after, health-check, hook-timeout, install-dir, install-window, interval, keep, metrics-listen, once, peer-listen, post-install, pre-install, ring, seed-for, seed-ratio, seeder, stall-timeout, timezone, token-file, trust, upload-rate)`,
+			wantErr: `: line 3: unknown key "intervall" (did you mean "interval"? agent options: ca, channel, copy-install, data, download-rate, fallback-after, health-check, hook-timeout, install-dir, install-window, interval, keep, max-peers, metrics-listen, once, peer-listen, post-install, pre-install, ring, seed-for, seed-ratio, seeder, stall-timeout, timezone, token-file, trust, upload-rate)`,
 		},
 		{
 			name:    "agent key in seeder file",
@@ -278,7 +278,7 @@ func TestConfigParsesLikeFlags(t *testing.T) {
 			cmd:  "agent",
 			flags: []string{"--data", "/a", "--seeder", "https://a.example", "--seeder", "https://b.example", "--trust", "r.json",
 				"--token-file", "t", "--ca", "ca.pem", "--channel", "1.10", "--install-dir", "/i", "--once", "--interval", "1h2m3s",
-				"--peer-listen", "[::]:6881", "--upload-rate", "10MiB", "--download-rate", "1.5GB", "--fallback-after", "1500ms",
+				"--peer-listen", "[::]:6881", "--upload-rate", "10MiB", "--download-rate", "1.5GB", "--max-peers", "12", "--fallback-after", "1500ms",
 				"--stall-timeout", "90s", "--ring", "canary", "--ring", "it", "--pre-install", "systemctl stop app",
 				"--post-install", "systemctl start app", "--health-check", "curl -fs http://localhost:8080/health",
 				"--hook-timeout", "2m30s", "--install-window", "Sat,Sun 00:00-24:00", "--install-window", "Mon-Fri 22:00-06:00",
@@ -286,7 +286,7 @@ func TestConfigParsesLikeFlags(t *testing.T) {
 				"--seed-ratio", "1.5"},
 			yaml: "data: /a\nseeder: [https://a.example, https://b.example]\ntrust: r.json\ntoken-file: t\nca: ca.pem\n" +
 				"channel: 1.10\ninstall-dir: /i\nonce: true\ninterval: 1h2m3s\npeer-listen: '[::]:6881'\n" +
-				"upload-rate: 10MiB\ndownload-rate: 1.5GB\nfallback-after: 1500ms\nstall-timeout: 90s\n" +
+				"upload-rate: 10MiB\ndownload-rate: 1.5GB\nmax-peers: 12\nfallback-after: 1500ms\nstall-timeout: 90s\n" +
 				"ring: [canary, it]\npre-install: systemctl stop app\npost-install: systemctl start app\n" +
 				"health-check: curl -fs http://localhost:8080/health\nhook-timeout: 2m30s\n" +
 				"install-window:\n  - Sat,Sun 00:00-24:00\n  - Mon-Fri 22:00-06:00\ntimezone: Europe/Paris\n" +

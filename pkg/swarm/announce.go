@@ -101,6 +101,7 @@ func (t *Torrent) announce(ctx context.Context, trackerURL string, event tracker
 		}
 		return false
 	}
+	t.tracked.Store(&peers)
 	t.t.AddPeers(peers)
 	return true
 }

@@ -3,14 +3,17 @@ package swarm
 import (
 	"context"
 	"errors"
+	"expvar"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
 
 // TestAgentToAgent: agent A downloads from the origin, the origin leaves, agent B downloads
-// from A alone. B counts every byte as from peers, none from the origin.
+// from A alone. B counts every byte as from peers, none from the origin, and asks A for blocks
+// of chunkSize (the library counts the lengths of the requests it serves).
 func TestAgentToAgent(t *testing.T) {
 	r := buildRelease(t, "app", multiFiles(), nil)
 	tr, trackerURL := startTracker(t)
@@ -37,10 +40,25 @@ func TestAgentToAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	requests := func(length int) int64 {
+		n, _ := expvar.Get("requestedChunkLengths").(*expvar.Map).Get(strconv.Itoa(length)).(*expvar.Int)
+		if n == nil {
+			return 0
+		}
+		return n.Value()
+	}
+	small, large := requests(16<<10), requests(chunkSize)
 	if err := download(t, tb, DownloadOptions{FallbackAfter: 30 * time.Second, StallTimeout: 30 * time.Second}); err != nil {
 		t.Fatalf("B's Download: %v", err)
 	}
 	sb := tb.Stats()
+	// Only the last piece may end with a shorter block.
+	if n := requests(16<<10) - small; n != 0 {
+		t.Errorf("A served %d requests of 16 KiB, want none (blocks of %d bytes)", n, chunkSize)
+	}
+	if n := requests(chunkSize) - large; n*chunkSize < sb.Total-r.m.PieceLength {
+		t.Errorf("A served %d requests of %d bytes for B's %d bytes", n, chunkSize, sb.Total)
+	}
 	t.Logf("B: %+v; A: %+v", sb, ta.Stats())
 	if sb.FromOrigin != 0 || sb.FromPeers != sb.Total {
 		t.Errorf("B: FromOrigin %d, FromPeers %d; want 0 and %d (an agent is not the origin)", sb.FromOrigin, sb.FromPeers, sb.Total)

@@ -152,3 +152,42 @@ func TestSharesWithSwarm(t *testing.T) {
 		agent.Close()
 	}
 }
+
+// TestRescueAtPeerCap: an agent whose connected peers lack every piece asks the origin for
+// them, unless it is connected to as many peers as it may (peers it does not see may hold
+// them); stalled, it asks for one piece either way.
+func TestRescueAtPeerCap(t *testing.T) {
+	r := buildRelease(t, "app", multiFiles(), nil)
+	_, trackerURL := startTracker(t)
+	_, seed := startSeeder(t, r, "") // reachable only through shares
+	tests := []struct {
+		name       string
+		maxConns   int
+		stalled    bool
+		wantServed int
+	}{
+		{name: "below the cap", maxConns: 2, wantServed: r.m.NumPieces()},
+		{name: "at the cap", maxConns: 1, wantServed: 0},
+		{name: "at the cap, stalled", maxConns: 1, stalled: true, wantServed: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := newClient(t, Config{MaxConnsPerTorrent: tc.maxConns}).Add(r.spec(t.TempDir(), trackerURL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := newClient(t, Config{}).Add(r.spec(t.TempDir(), trackerURL)) // holds nothing
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.t.DownloadAll()
+			b.t.DownloadAll()
+			eventually(t, "A to connect to B", func() bool { return len(a.t.PeerConns()) == 1 })
+			o := &originShares{seed: seed, next: r.m.NumPieces()} // every piece handed out
+			a.rescue(context.Background(), o.share, tc.stalled)
+			if len(o.served) != tc.wantServed {
+				t.Errorf("origin served %d pieces (%v), want %d", len(o.served), o.served, tc.wantServed)
+			}
+		})
+	}
+}

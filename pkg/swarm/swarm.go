@@ -59,7 +59,8 @@ type Config struct {
 	// UploadRate and DownloadRate cap the client's peer traffic in bytes per second; 0 is
 	// unlimited. DownloadRate also caps web-seed reads.
 	UploadRate, DownloadRate int64
-	// MaxConnsPerTorrent caps established peer connections per torrent (default 50).
+	// MaxConnsPerTorrent caps established peer connections per torrent (default
+	// DefaultMaxConns).
 	MaxConnsPerTorrent int
 	// NoPeers keeps the client out of the swarm: it neither accepts, dials nor uploads to
 	// peers, and does not announce. The origin serving shares keeps its torrents only to read
@@ -88,12 +89,20 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// DefaultMaxConns is the default cap on a client's peer connections per torrent. A peer's
+// upload is split among the peers it serves, and every connection costs CPU in the library's
+// request bookkeeping: with fewer, each piece reaches a neighbour sooner and an agent spends
+// less. In the lab at N=16 (256 MiB, 64 KiB requests, interleaved runs) 6 connections gave
+// 1.49-1.66 × T_min at 2.3-2.6 CPU s per agent, 8 gave 1.66-1.72 at 2.5-2.6, and 50 (a full
+// mesh) 1.93-2.14 at 3.0-3.3.
+const DefaultMaxConns = 6
+
 func (c *Config) setDefaults() {
 	if c.ListenAddr == "" {
 		c.ListenAddr = "127.0.0.1:0"
 	}
 	if c.MaxConnsPerTorrent <= 0 {
-		c.MaxConnsPerTorrent = 50
+		c.MaxConnsPerTorrent = DefaultMaxConns
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -633,48 +634,54 @@ func TestSweepCompletePeers(t *testing.T) {
 
 // TestWebSeedsSplitAmongPeers: clients in one swarm that all fall back to a web seed fetch from
 // it the pieces none of their peers has, and the rest from each other; the library's web-seed
-// peer had every client fetch nearly the whole release from the mirror.
+// peer had every client fetch nearly the whole release from the mirror. Clients allowed one
+// connection each connect to every peer they know once they use the web seeds: each split the
+// pieces with the peers it saw, and one that saw nobody fetched everything.
 func TestWebSeedsSplitAmongPeers(t *testing.T) {
 	small := buildRelease(t, "app", multiFiles(), nil)
 	base := builtWith(t, small.parent, small.root, small.files, nil, 16<<10) // 192 pieces: picks rarely collide
-	var served atomic.Int64
-	files := http.FileServer(http.Dir(base.parent))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		time.Sleep(5 * time.Millisecond) // a mirror slower than loopback peers
-		files.ServeHTTP(countingWriter{w, &served}, req)
-	}))
-	t.Cleanup(srv.Close)
-	r := base.withWebSeeds(t, []string{srv.URL + "/"})
-	_, trackerURL := startTracker(t) // no seeder: the web seed is the only source
-	const clients = 3
-	dirs := make([]string, clients)
-	torrents := make([]*Torrent, clients)
-	for k := range clients {
-		dirs[k] = t.TempDir()
-		var err error
-		torrents[k], err = newClient(t, Config{PersistCompletion: true}).Add(r.spec(dirs[k], trackerURL)) // as agents
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Started together, they stall together and turn to the web seed in the same second, as a
-	// fleet does when its seeder dies.
-	var wg sync.WaitGroup
-	for k, lt := range torrents {
-		wg.Go(func() {
-			if err := download(t, lt, DownloadOptions{FallbackAfter: time.Second, StallTimeout: 30 * time.Second}); err != nil {
-				t.Errorf("client %d: Download: %v", k, err)
+	for _, maxConns := range []int{0, 1} {
+		t.Run(fmt.Sprintf("max %d connections", maxConns), func(t *testing.T) {
+			var served atomic.Int64
+			files := http.FileServer(http.Dir(base.parent))
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				time.Sleep(5 * time.Millisecond) // a mirror slower than loopback peers
+				files.ServeHTTP(countingWriter{w, &served}, req)
+			}))
+			t.Cleanup(srv.Close)
+			r := base.withWebSeeds(t, []string{srv.URL + "/"})
+			_, trackerURL := startTracker(t) // no seeder: the web seed is the only source
+			const clients = 3
+			dirs := make([]string, clients)
+			torrents := make([]*Torrent, clients)
+			for k := range clients {
+				dirs[k] = t.TempDir()
+				var err error
+				torrents[k], err = newClient(t, Config{PersistCompletion: true, MaxConnsPerTorrent: maxConns}).Add(r.spec(dirs[k], trackerURL)) // as agents
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Started together, they stall together and turn to the web seed in the same second,
+			// as a fleet does when its seeder dies.
+			var wg sync.WaitGroup
+			for k, lt := range torrents {
+				wg.Go(func() {
+					if err := download(t, lt, DownloadOptions{FallbackAfter: time.Second, StallTimeout: 30 * time.Second}); err != nil {
+						t.Errorf("client %d: Download: %v", k, err)
+					}
+				})
+			}
+			wg.Wait()
+			for _, d := range dirs {
+				r.assertFilesEqual(t, d)
+			}
+			f := r.m.Length()
+			t.Logf("the web seed served %d bytes for %d clients of a %d-byte release (%.2f × F)", served.Load(), clients, f, float64(served.Load())/float64(f))
+			if served.Load() > f*3/2 {
+				t.Errorf("the web seed served %.2f × the release to %d clients in one swarm; want at most 1.5", float64(served.Load())/float64(f), clients)
 			}
 		})
-	}
-	wg.Wait()
-	for _, d := range dirs {
-		r.assertFilesEqual(t, d)
-	}
-	f := r.m.Length()
-	t.Logf("the web seed served %d bytes for %d clients of a %d-byte release (%.2f × F)", served.Load(), clients, f, float64(served.Load())/float64(f))
-	if served.Load() > f*3/2 {
-		t.Errorf("the web seed served %.2f × the release to %d clients in one swarm; want at most 1.5", float64(served.Load())/float64(f), clients)
 	}
 }
 
