@@ -225,11 +225,16 @@ func (a *Agent) stageFromSwarm(ctx context.Context, m *release.Manifest, bundle 
 	return staging, nil
 }
 
-// tempLink is a fresh name in dir for a link that becomes dir/name.
+// tempLink is a fresh name in dir for a link that becomes dir/name (see tempLinkPattern).
 func tempLink(dir, name string) string {
 	b := make([]byte, 6)
 	rand.Read(b)
 	return filepath.Join(dir, "."+name+"-"+hex.EncodeToString(b))
+}
+
+// tempLinkPattern matches the names tempLink gives, for filepath.Match.
+func tempLinkPattern(name string) string {
+	return "." + name + "-" + strings.Repeat("[0-9a-f]", 12)
 }
 
 // setLink points dir/name at target, or removes it for "".
@@ -249,8 +254,16 @@ func removeLink(dir, name string) error {
 }
 
 // removeOldInstalls deletes installed releases beyond the --keep newest (current and previous
-// are always kept), and staging leftovers of crashed installs.
+// are always kept), and staging directories and temporary links of crashed installs.
 func (a *Agent) removeOldInstalls(current, previous string) {
+	for _, name := range []string{currentLink, previousLink} {
+		tmps, _ := filepath.Glob(filepath.Join(a.cfg.InstallDir, tempLinkPattern(name)))
+		for _, tmp := range tmps {
+			if err := os.Remove(tmp); err != nil {
+				a.log.Warn("remove temporary link", "link", tmp, "err", err)
+			}
+		}
+	}
 	releases := filepath.Join(a.cfg.InstallDir, releasesSub)
 	ents, err := os.ReadDir(releases)
 	if err != nil {

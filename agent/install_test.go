@@ -498,7 +498,21 @@ func TestRemoveOldInstallsKeep(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		// A crash between creating a switch's temporary link and renaming it leaves the link;
+		// a file merely named alike stays.
+		for _, name := range []string{tempLink(a.cfg.InstallDir, currentLink), tempLink(a.cfg.InstallDir, previousLink)} {
+			if err := os.Symlink(filepath.Join(releasesSub, "1.0.0"), name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mine := filepath.Join(a.cfg.InstallDir, ".current-notes")
+		if err := os.WriteFile(mine, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 		a.removeOldInstalls(tc.current, tc.previous)
+		if top, _ := filepath.Glob(filepath.Join(a.cfg.InstallDir, ".*")); !slices.Equal(top, []string{mine}) {
+			t.Errorf("left in the install directory: %v, want only %s", top, mine)
+		}
 		ents, err := os.ReadDir(releases)
 		if err != nil {
 			t.Fatal(err)
