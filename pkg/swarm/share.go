@@ -43,6 +43,11 @@ const (
 	// every piece out, before the agent asks the origin for a piece it lacks (its holder may
 	// be gone). Shorter than FallbackAfter: a rescue is one piece, a web seed is greedy.
 	rescueAfter = 3 * time.Second
+	// capRescueAfter is how long a download at its connection cap may go without progress
+	// before the agent asks the origin for pieces no connected peer has (see rescue). In the
+	// lab's bad-peer, where the origin had handed every piece to the corrupt peer before the
+	// fleet started, agents that waited rescueAfter for one piece at a time took 122 s.
+	capRescueAfter = time.Second
 	// shareRetry is how long a worker waits after ErrShareBusy (jittered by up to as much).
 	shareRetry = time.Second
 	// originDownFallback replaces FallbackAfter once a request to the origin failed: with the
@@ -158,19 +163,22 @@ func (t *Torrent) shares(ctx context.Context, share ShareFunc, done chan<- struc
 
 // rescue asks the origin, one after another, for pieces the agent lacks that no connected
 // peer has: the agent the origin gave them to may be gone, or may have been banned. A client
-// connected to as many peers as it may does not ask for those: peers it is not connected to
-// may hold them, and they reach it through its neighbours (in the lab at N=16 with 6
-// connections and 16 KiB blocks, the origin sent 1.10-1.28 × F when it did). With stalled
-// set (no progress for rescueAfter), it asks for any piece it lacks, once.
-func (t *Torrent) rescue(ctx context.Context, share ShareFunc, stalled bool) {
+// connected to as many peers as it may asks for those only once it has gone capRescueAfter
+// without progress: peers it is not connected to may hold them, and they reach it through its
+// neighbours (in the lab at N=16 with 6 connections and 16 KiB blocks, the origin sent
+// 1.10-1.28 × F when it asked at once). Stalled (no progress for rescueAfter when it starts),
+// it asks for any piece it lacks, once. idle is the time since the download's last progress.
+func (t *Torrent) rescue(ctx context.Context, share ShareFunc, idle func() time.Duration) {
+	stalled := idle() >= rescueAfter
 	for ctx.Err() == nil && !t.Complete() {
 		var want []int
-		if len(t.t.PeerConns()) < t.connCap() {
+		if len(t.t.PeerConns()) < t.connCap() || idle() >= capRescueAfter {
 			want = t.lacking()
 		}
 		if len(want) == 0 && stalled {
-			want, stalled = t.missing(), false
+			want = t.missing()
 		}
+		stalled = false
 		if len(want) == 0 || !t.pullShare(ctx, share, want) {
 			return
 		}
@@ -212,8 +220,7 @@ func (t *Torrent) pullShare(ctx context.Context, share ShareFunc, want []int) bo
 	case errors.Is(err, ErrNoShare):
 		return false
 	case err != nil:
-		if ctx.Err() == nil {
-			t.originDown.Store(true)
+		if ctx.Err() == nil && !t.originDown.Swap(true) { // logged once until it answers again
 			t.c.log.Info("cannot get pieces from the origin", "infohash", t.m.InfoHash, "err", err)
 		}
 		return false

@@ -155,20 +155,23 @@ func TestSharesWithSwarm(t *testing.T) {
 
 // TestRescueAtPeerCap: an agent whose connected peers lack every piece asks the origin for
 // them, unless it is connected to as many peers as it may (peers it does not see may hold
-// them); stalled, it asks for one piece either way.
+// them) and has made progress within capRescueAfter; stalled, it asks for one piece either way.
 func TestRescueAtPeerCap(t *testing.T) {
 	r := buildRelease(t, "app", multiFiles(), nil)
 	_, trackerURL := startTracker(t)
 	_, seed := startSeeder(t, r, "") // reachable only through shares
 	tests := []struct {
-		name       string
-		maxConns   int
-		stalled    bool
-		wantServed int
+		name         string
+		maxConns     int
+		idle         time.Duration
+		progressOnce bool // the first piece served is progress: idle drops to 0
+		wantServed   int
 	}{
 		{name: "below the cap", maxConns: 2, wantServed: r.m.NumPieces()},
-		{name: "at the cap", maxConns: 1, wantServed: 0},
-		{name: "at the cap, stalled", maxConns: 1, stalled: true, wantServed: 1},
+		{name: "at the cap", maxConns: 1, idle: capRescueAfter / 2, wantServed: 0},
+		{name: "at the cap, no progress lately", maxConns: 1, idle: capRescueAfter, wantServed: r.m.NumPieces()},
+		// Stalled, at its cap, with lacking pieces unclear: one piece, which is progress.
+		{name: "stalled at the cap", maxConns: 1, idle: rescueAfter, progressOnce: true, wantServed: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,10 +187,18 @@ func TestRescueAtPeerCap(t *testing.T) {
 			b.t.DownloadAll()
 			eventually(t, "A to connect to B", func() bool { return len(a.t.PeerConns()) == 1 })
 			o := &originShares{seed: seed, next: r.m.NumPieces()} // every piece handed out
-			a.rescue(context.Background(), o.share, tc.stalled)
+			a.rescue(context.Background(), o.share, func() time.Duration {
+				o.mu.Lock()
+				defer o.mu.Unlock()
+				if tc.progressOnce && len(o.served) > 0 {
+					return 0
+				}
+				return tc.idle
+			})
 			if len(o.served) != tc.wantServed {
 				t.Errorf("origin served %d pieces (%v), want %d", len(o.served), o.served, tc.wantServed)
 			}
 		})
 	}
+
 }

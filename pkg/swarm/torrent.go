@@ -479,10 +479,9 @@ func (t *Torrent) Download(ctx context.Context, opts DownloadOptions) error {
 		if !shareDone.IsZero() && now.Sub(shareDone) >= rescueAfter {
 			select {
 			case rescuing <- struct{}{}:
-				stalled := idle >= rescueAfter
 				workers.Go(func() {
 					defer func() { <-rescuing }()
-					t.rescue(ctx, opts.Share, stalled)
+					t.rescue(ctx, opts.Share, func() time.Duration { return idleAt(time.Now()) })
 				})
 			default: // one rescue at a time
 			}

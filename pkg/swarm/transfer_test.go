@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -327,6 +328,7 @@ func TestWebSeedFallback(t *testing.T) {
 // TestWebSeedSoonWhenOriginDown: once a request to the origin fails (the seeder is gone), the
 // web seeds join at once for the client's own part of the pieces no peer has (alone, it owns
 // them all) and for any piece after originDownFallback without progress, not after FallbackAfter.
+// The unreachable origin is logged once, not at every request.
 func TestWebSeedSoonWhenOriginDown(t *testing.T) {
 	dead := deadURL(t) + "/share"
 	base := buildRelease(t, "app", multiFiles(), nil)
@@ -335,11 +337,14 @@ func TestWebSeedSoonWhenOriginDown(t *testing.T) {
 	r := base.withWebSeeds(t, []string{srv.URL + "/"})
 	_, trackerURL := startTracker(t) // nobody else in the swarm
 	leechDir := t.TempDir()
-	lt, err := newClient(t, Config{PersistCompletion: true}).Add(r.spec(leechDir, trackerURL))
+	var logs syncBuffer
+	lt, err := newClient(t, Config{PersistCompletion: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))}).Add(r.spec(leechDir, trackerURL))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var asked atomic.Int64
 	share := func(ctx context.Context, _ []int) (int, []byte, error) {
+		asked.Add(1)
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, dead, nil)
 		if err != nil {
 			return 0, nil, err
@@ -361,6 +366,9 @@ func TestWebSeedSoonWhenOriginDown(t *testing.T) {
 		t.Errorf("stats %+v, want complete from the web seeds", s)
 	}
 	r.assertFilesEqual(t, leechDir)
+	if n := strings.Count(logs.String(), "cannot get pieces from the origin"); n != 1 || asked.Load() < 2 {
+		t.Errorf("the unreachable origin was logged %d times for %d requests, want once", n, asked.Load())
+	}
 }
 
 // TestWebSeedUnusedWhilePeersDeliver: a healthy seeder peer; the web seed is never asked.
