@@ -52,7 +52,7 @@ func newWebSeeds(t *Torrent, urls []string) *webSeeds {
 }
 
 // meshWait bounds how long a client using the web seeds waits to be connected to every peer
-// it knows before it fetches the pieces it owns (see pick). In the lab's seeder-dies at N=16
+// it knows before it fetches the pieces it owns (see meshing). In the lab's seeder-dies at N=16
 // with 6 connections per agent, the agents were connected to each other about 1.2 s after
 // raising their caps, and the mirror fetches each made before that were the duplicates.
 const meshWait = 2 * time.Second
@@ -188,10 +188,9 @@ func weight(id uint64, i int) uint64 {
 	return x ^ x>>31
 }
 
-// meshing reports whether the client should wait before it fetches the pieces it owns: pick
-// computes owners alike only among clients that see each other, and for at most meshWait after
-// the web seeds start (as clients raise their connection caps and dial each other) the client
-// is not yet connected to every peer the tracker listed.
+// meshing reports whether the client should still wait before it fetches the pieces it owns:
+// pick computes owners alike only among clients that see each other, so the client waits until
+// it is connected to every peer the tracker listed, at most meshWait after the web seeds start.
 func (w *webSeeds) meshing() bool {
 	return time.Since(w.began) < meshWait && len(w.t.unconnected()) > 0
 }
