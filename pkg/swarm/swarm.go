@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/anacrolix/torrent"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/storage"
 	"golang.org/x/time/rate"
 )
@@ -222,6 +223,7 @@ func New(cfg Config) (*Client, error) {
 	c.peers.dial = c.dialBack
 	tc.IPBlocklist = c.peers
 	tc.Callbacks.CompletedHandshake = c.onHandshake
+	tc.Callbacks.ReadExtendedHandshake = limitRequests
 	tc.Callbacks.PeerConnClosed = c.onConnClosed
 	tc.Callbacks.ReceivedUsefulData = append(tc.Callbacks.ReceivedUsefulData, c.onUsefulData)
 
@@ -269,6 +271,23 @@ func (c *Client) Close() error {
 	c.cl.Close()
 	<-c.cl.Closed()
 	return c.storage.Close()
+}
+
+// peerRequests is the most block requests a client keeps outstanding with one peer. An
+// anacrolix peer reads and sends the requests it holds in no particular order (a Go map), so a
+// deep queue of requests spanning several pieces completes all of them late, at once, and a
+// piece spreads further only once it is whole. In the lab at N=8 (64 KiB blocks, 6 connections),
+// interleaved quick runs gave 1.25-1.32 × T_min with the library's depth (up to hundreds), 1.31
+// with 16, 1.22-1.24 with 8, 1.17-1.19 with 4, 1.15-1.16 with 3, 1.15-1.21 with 2 and 1.18-1.20
+// with 1. Three blocks in flight carry 192 KiB per round trip: 9 MiB/s a connection at 20 ms.
+const peerRequests = 3
+
+// limitRequests caps what a peer says it accepts (its reqq) at peerRequests: the library sends
+// a peer at most that many requests at once, and reads the value after this callback.
+func limitRequests(_ *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
+	if m.Reqq == 0 || m.Reqq > peerRequests {
+		m.Reqq = peerRequests
+	}
 }
 
 func (c *Client) onHandshake(pc *torrent.PeerConn, _ torrent.InfoHash) {
