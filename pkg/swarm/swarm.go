@@ -279,8 +279,9 @@ func (c *Client) Close() error {
 // piece spreads further only once it is whole. In the lab at N=8 (64 KiB blocks, 6 connections),
 // interleaved quick runs gave 1.25-1.32 × T_min with the library's depth (up to hundreds), 1.31
 // with 16, 1.22-1.24 with 8, 1.17-1.19 with 4, 1.15-1.16 with 3, 1.15-1.21 with 2 and 1.18-1.20
-// with 1. Three blocks in flight carry 192 KiB per round trip: 9 MiB/s a connection at 20 ms.
-const peerRequests = 3
+// with 1; with 128 KiB blocks (chunkSize), 2 gave 1.14-1.15 and 3 gave 1.15-1.17. Two blocks in
+// flight carry 256 KiB per round trip: 12 MiB/s a connection at 20 ms.
+const peerRequests = 2
 
 // limitRequests caps what a peer says it accepts (its reqq) at peerRequests: the library sends
 // a peer at most that many requests at once, and reads the value after this callback.

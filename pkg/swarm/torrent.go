@@ -94,12 +94,15 @@ type Torrent struct {
 // chunkSize is the length of the blocks a client requests from its peers. The library's
 // default, 16 KiB, is the BitTorrent convention; most of an agent's CPU is spent per block
 // (message decoding, request bookkeeping, one write and one upload read each), so larger
-// blocks cost less. Any BitTorrent peer serves blocks of this size (anacrolix/torrent's limit
+// blocks cost less. Every Peerpatch peer serves blocks of this size (anacrolix/torrent's limit
 // is its upload burst, at least 256 KiB here, or none), and the library's decoder takes
 // messages of up to four times it. In the lab at N=16 (256 MiB, 20 MiB/s links, interleaved
-// runs): 16 KiB 2.19-2.33 × T_min at 3.2-3.5 CPU s per agent, 64 KiB 1.67-1.84 at 2.6-2.8,
-// 128 KiB 1.72-1.79 at 2.6-2.7 and 256 KiB 1.76-1.82 at 2.7, with 10-30 MiB more peak RSS.
-const chunkSize = 64 << 10
+// runs, 50 connections): 16 KiB 2.19-2.33 × T_min at 3.2-3.5 CPU s per agent, 64 KiB 1.67-1.84
+// at 2.6-2.8, 128 KiB 1.72-1.79 at 2.6-2.7 and 256 KiB 1.76-1.82 at 2.7, with 10-30 MiB more
+// peak RSS. With 6 connections and peerRequests blocks in flight per peer, 128 KiB blocks and 2
+// requests: N=8 1.14, 1.15 and N=16 1.39, 1.43 at 2.0-2.2 CPU s; 64 KiB and 3 requests: N=8
+// 1.16, 1.16 and N=16 1.44, 1.45 at 2.2-2.3.
+const chunkSize = 128 << 10
 
 // Add registers a release with its signed piece hashes and adds it to the swarm. Data already
 // in spec.Dir counts as complete when a file has its final name and size (the seeder's
