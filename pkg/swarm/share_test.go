@@ -3,10 +3,14 @@ package swarm
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/anacrolix/torrent"
 )
 
 // originShares is an in-process origin scheduler over a seeding torrent: each piece once, in
@@ -154,8 +158,9 @@ func TestSharesWithSwarm(t *testing.T) {
 }
 
 // TestRescueAtPeerCap: an agent whose connected peers lack every piece asks the origin for
-// them, unless it is connected to as many peers as it may (peers it does not see may hold
-// them) and has made progress within capRescueAfter; stalled, it asks for one piece either way.
+// them, unless peers it does not see may hold them (it is connected to as many peers as it may,
+// or not to every peer the tracker listed) and it has made progress within capRescueAfter;
+// stalled, it asks for one piece either way.
 func TestRescueAtPeerCap(t *testing.T) {
 	r := buildRelease(t, "app", multiFiles(), nil)
 	_, trackerURL := startTracker(t)
@@ -165,9 +170,11 @@ func TestRescueAtPeerCap(t *testing.T) {
 		maxConns     int
 		idle         time.Duration
 		progressOnce bool // the first piece served is progress: idle drops to 0
+		unseen       bool // the tracker also listed a peer A is not connected to
 		wantServed   int
 	}{
 		{name: "below the cap", maxConns: 2, wantServed: r.m.NumPieces()},
+		{name: "below the cap, a listed peer unseen", maxConns: 2, idle: capRescueAfter / 2, unseen: true, wantServed: 0},
 		{name: "at the cap", maxConns: 1, idle: capRescueAfter / 2, wantServed: 0},
 		{name: "at the cap, no progress lately", maxConns: 1, idle: capRescueAfter, wantServed: r.m.NumPieces()},
 		// Stalled, at its cap, with lacking pieces unclear: one piece, which is progress.
@@ -186,6 +193,14 @@ func TestRescueAtPeerCap(t *testing.T) {
 			a.t.DownloadAll()
 			b.t.DownloadAll()
 			eventually(t, "A to connect to B", func() bool { return len(a.t.PeerConns()) == 1 })
+			if tc.unseen {
+				var listed []torrent.PeerInfo
+				if l := a.tracked.Load(); l != nil {
+					listed = slices.Clone(*l)
+				}
+				listed = append(listed, torrent.PeerInfo{Addr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}})
+				a.tracked.Store(&listed)
+			}
 			o := &originShares{seed: seed, next: r.m.NumPieces()} // every piece handed out
 			a.rescue(context.Background(), o.share, func() time.Duration {
 				o.mu.Lock()
