@@ -168,13 +168,13 @@ func (t *Torrent) shares(ctx context.Context, share ShareFunc, done chan<- struc
 // hold them, and they reach it through its neighbours (in the lab at N=16 with 6 connections and
 // 16 KiB blocks, the origin sent 1.10-1.28 × F when it asked at once; in origin-fast, agents
 // below their cap but not connected to every peer made it 1.09-1.14 × F, 1.00 once they too
-// waited). Stalled (no progress for rescueAfter when it starts),
-// it asks for any piece it lacks, once. idle is the time since the download's last progress.
+// waited). Stalled (no progress for rescueAfter when it starts), it asks for any piece it
+// lacks, once. idle is the time since the download's last progress.
 func (t *Torrent) rescue(ctx context.Context, share ShareFunc, idle func() time.Duration) {
 	stalled := idle() >= rescueAfter
 	for ctx.Err() == nil && !t.Complete() {
 		var want []int
-		if len(t.unconnected()) == 0 && len(t.t.PeerConns()) < t.connCap() || idle() >= capRescueAfter {
+		if len(t.t.PeerConns()) < t.connCap() && len(t.unconnected()) == 0 || idle() >= capRescueAfter {
 			want = t.lacking()
 		}
 		if len(want) == 0 && stalled {
