@@ -39,8 +39,8 @@ type helperLine struct {
 	Err   string    `json:"err,omitempty"`
 }
 
-// HelperMain runs a helper: "serve --dir D --listen ADDR" or "fetch --base URL --list FILE
-// --out DIR --start-at UNIXNANO". It returns the exit status.
+// HelperMain runs a helper: "serve --dir D --listen ADDR", "fetch --base URL --list FILE
+// --out DIR --start-at UNIXNANO" or "touch --bytes N". It returns the exit status.
 func HelperMain(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "lab helper: want serve or fetch")
@@ -52,6 +52,8 @@ func HelperMain(args []string) int {
 		err = serveMain(args[1:])
 	case "fetch":
 		err = fetchMain(args[1:])
+	case "touch":
+		err = touchMain(args[1:])
 	default:
 		err = fmt.Errorf("unknown helper %q", args[0])
 	}

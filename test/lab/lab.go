@@ -43,6 +43,8 @@ type Config struct {
 	Self []string
 	// SkipHTTP leaves out the plain-HTTP baseline.
 	SkipHTTP bool
+	// HostMemory leaves the host's handling of freed memory as it is (see hostmem.go).
+	HostMemory bool
 	// Logger receives progress; nil discards it.
 	Logger *slog.Logger
 }
@@ -99,6 +101,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 	log.Info("lab run", "run", lock.id, "workDir", wd, "scenarios", len(cfg.Scenarios))
+	mem := &guestMemory{}
+	if !cfg.HostMemory {
+		if mem, err = holdGuestMemory(cfg.Self, log); err != nil {
+			log.Warn("cannot keep freed memory in the guest; figures include the host's page faults", "err", err)
+		}
+	}
+	defer func() {
+		if err := mem.release(); err != nil {
+			log.Warn("teardown", "err", err)
+		}
+	}()
 
 	bin := cfg.Binary
 	if bin == "" {
@@ -111,12 +124,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rev = revision(cfg.Source)
 	}
 	rep := &Report{Date: time.Now().UTC(), Machine: readMachine(), Peerpatch: rev}
+	rep.Machine.GuestMemory = mem.String()
 	runs := map[string]int{}
 	var errs []error
 	for _, sc := range cfg.Scenarios {
 		runs[sc.Name]++
 		log.Info("scenario", "name", sc.Name, "run", runs[sc.Name], "agents", sc.Agents, "bundle", sc.Bundle.String())
-		res, err := runScenario(ctx, &cfg, sc, runs[sc.Name], lock.id, bin, log)
+		res, err := runScenario(ctx, &cfg, sc, runs[sc.Name], lock.id, bin, mem, log)
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
@@ -136,7 +150,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 // runScenario builds the scenario's network, runs both phases on it and tears it down.
-func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin string, log *slog.Logger) (res *ScenarioResult, err error) {
+func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin string, mem *guestMemory, log *slog.Logger) (res *ScenarioResult, err error) {
 	dir := filepath.Join(workDir(id), fmt.Sprintf("%s-%d", sc.Name, run))
 	e := &env{sc: &sc, bin: bin, self: cfg.Self, dir: dir, logDir: filepath.Join(dir, "logs"), log: log}
 	if err := os.MkdirAll(e.logDir, 0o755); err != nil {
@@ -155,6 +169,9 @@ func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin
 			err = errors.Join(err, fmt.Errorf("remove scenario files: %w", rerr))
 		}
 	}()
+	// What a phase fills with file pages: every node's copy of the release, and some.
+	phaseMemory := int64(sc.Agents+sc.badPeers()+2) * int64(sc.Bundle) * 5 / 4
+	mem.touch(ctx, phaseMemory, log)
 	settle(ctx, log)
 	if e.net, err = newNetwork(ctx, id, log); err != nil {
 		return nil, err
@@ -205,6 +222,7 @@ func runScenario(ctx context.Context, cfg *Config, sc Scenario, run int, id, bin
 	os.RemoveAll(fl.mirrorRoot)
 
 	if !cfg.SkipHTTP && !sc.SkipHTTP {
+		mem.touch(ctx, phaseMemory, log)
 		settle(ctx, log)
 		h := &plainHTTP{env: e}
 		if res.HTTP, err = h.run(ctx); err != nil {

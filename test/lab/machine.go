@@ -16,6 +16,8 @@ type Machine struct {
 	Memory int64  `json:"memory_bytes"`
 	Kernel string `json:"kernel"`
 	Go     string `json:"go"`
+	// GuestMemory says whether the lab kept freed memory in the guest (see hostmem.go).
+	GuestMemory string `json:"guest_memory,omitempty"`
 }
 
 // String is the report's machine line.

@@ -38,6 +38,7 @@ func run() int {
 	src := fl.String("src", "", "repository to build peerpatch from (default: this source tree)")
 	rev := fl.String("revision", "", "name of the peerpatch revision in the report (default: the commit of the source tree)")
 	noHTTP := fl.Bool("no-http", false, "leave out the plain-HTTP baseline")
+	hostMemory := fl.Bool("host-memory", false, "leave freed memory to the hypervisor as the host does (by default a run keeps it in the guest; see test/lab/hostmem.go)")
 	list := fl.Bool("list", false, "list the builtin scenarios and exit")
 	render := fl.String("render", "", "render this report.json again into -out (Markdown and charts) and exit")
 	verbose := fl.Bool("v", false, "debug logging")
@@ -109,7 +110,7 @@ func run() int {
 	defer stop()
 	rep, err := lab.Run(ctx, lab.Config{
 		Scenarios: scs, OutDir: *out, LogDir: *logs, Source: *src, Binary: *bin, Revision: *rev,
-		Self: []string{self, lab.HelperArg}, SkipHTTP: *noHTTP, Logger: log,
+		Self: []string{self, lab.HelperArg}, SkipHTTP: *noHTTP, HostMemory: *hostMemory, Logger: log,
 	})
 	if rep != nil && len(rep.Scenarios) > 0 {
 		fmt.Println(rep.Table())
