@@ -358,6 +358,7 @@ func (s *Seeder) releases() []api.Release {
 }
 
 func (s *Seeder) serve(ctx context.Context, ln net.Listener) error {
+	ln = unsentListener{Listener: ln, log: s.log}
 	defer s.close()
 	srv := &http.Server{
 		Handler:           s.routes(),

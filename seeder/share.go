@@ -24,10 +24,12 @@ const shareSlots = 64
 // pieces picked. Sixteen shares at once (two per agent at N=8) split a 20 MiB/s link, so each
 // 1 MiB piece needs about 0.8 s to arrive, and a piece spreads among the agents only once it
 // is whole. Eight at once are meant to still fill the origin's link when the agents' downloads
-// are busy with their peers, or when the origin's link is 4 times theirs (origin-fast: 2.15 and
-// 2.19 × T_min with 8, 2.14 and 2.26 without a bound). In the lab at N=8, interleaved runs: makespan
-// 1.25-1.31 × T_min with 8 (1.24-1.28 with 4, 1.27-1.28 with 2) against 1.26-1.37 without a
-// bound.
+// are busy with their peers, or when the origin's link is 4 times theirs. The bound holds on
+// the wire only since writes wait for it (maxUnsent): before, interleaved runs at N=8 gave the
+// same makespan with 8, 4 and 2 sends, or none. With maxUnsent, in the lab's baseline
+// (interleaved quick runs, × T_min): N=8 1.14 and 1.14 with 8 sends, 1.13 and 1.14 with 4,
+// 1.31 and 1.31 with 2 (the origin's link half idle), against 1.18 and 1.20 without
+// maxUnsent; N=16 1.20 and 1.20 with 8, 1.21 and 1.21 with 4, against 1.21 and 1.27.
 const shareSends = 8
 
 // maxShareRequest bounds a share request body: a want list of every piece of the largest
