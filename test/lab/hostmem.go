@@ -38,7 +38,7 @@ var reportingParams = "/sys/module/page_reporting/parameters"
 var heldReporting = map[string]string{"min_free_ms": "60000", "max_waiting_mib": "32768"}
 
 // savedReporting keeps the parameters found before a run, for a run that dies to be undone by
-// the next one.
+// the next one (until then the guest keeps what it frees).
 func savedReporting() string { return filepath.Join(lockDir(), "page_reporting.saved") }
 
 // guestMemory is the state of a run's hold on freed memory.
@@ -52,7 +52,7 @@ func (g *guestMemory) String() string {
 	if g == nil || !g.held {
 		return "freed memory as the host has it"
 	}
-	return "freed memory kept in the guest during the run, and touched before each phase (see hostmem.go)"
+	return "freed memory kept in the guest during the run, and backed before each phase (see test/lab/hostmem.go)"
 }
 
 // holdGuestMemory sets heldReporting, saving what it replaces. Without the module it returns
@@ -135,9 +135,10 @@ func setReporting(params map[string]string) error {
 	return nil
 }
 
-// touch has a helper process map n bytes of memory (at most what is free but 2 GiB) and write to
-// every page, so that the guest holds them backed, and free, for the phase that follows. A
-// helper, not the lab: the agents' peak RSS counts the lab's own (they fork from it).
+// touch has a helper process back n bytes of fresh memory (at most what is free but 2 GiB) and
+// free them, so that the guest holds them backed, and free, for the phase that follows. A
+// helper, not the lab itself: a process the lab starts shares the lab's memory until it execs,
+// and its peak RSS (the agents' figure) would count the lab's.
 func (g *guestMemory) touch(ctx context.Context, n int64, log *slog.Logger) {
 	if g == nil || !g.held {
 		return
