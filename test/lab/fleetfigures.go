@@ -26,7 +26,9 @@ func (f *fleet) sample(now time.Time) {
 		p.OriginBytes += sent(f.env.mirror)
 	}
 	for _, a := range f.agents {
-		p.PeerBytes += sent(a.node)
+		p.AgentSent = append(p.AgentSent, sent(a.node))
+		p.AgentReceived = append(p.AgentReceived, c[a.node.Name].Received-f.start[a.node.Name].Received)
+		p.PeerBytes += p.AgentSent[len(p.AgentSent)-1]
 	}
 	for _, a := range f.bad {
 		p.BadBytes += sent(a.node)

@@ -69,6 +69,21 @@ func TestLabSmall(t *testing.T) {
 	if !s.OK {
 		t.Errorf("scenario not ok: %s", strings.Join(s.Problems, "; "))
 	}
+	tl := s.Peerpatch.Timeline
+	if len(tl) == 0 {
+		t.Fatal("Peerpatch phase has no timeline")
+	}
+	for _, p := range tl {
+		if len(p.AgentSent) != len(s.Peerpatch.Nodes) || len(p.AgentReceived) != len(s.Peerpatch.Nodes) {
+			t.Fatalf("timeline at %.1f s: %d and %d agent counters, want %d", p.At, len(p.AgentSent), len(p.AgentReceived), len(s.Peerpatch.Nodes))
+		}
+	}
+	last := tl[len(tl)-1]
+	for i, a := range s.Peerpatch.Nodes {
+		if a.Outcome == "installed" && last.AgentReceived[i] < int64(sc.Bundle) {
+			t.Errorf("%s installed but its timeline says it received %d bytes of %d", a.Name, last.AgentReceived[i], int64(sc.Bundle))
+		}
+	}
 }
 
 type testWriter struct{ t *testing.T }

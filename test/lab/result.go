@@ -99,6 +99,10 @@ type TimelinePoint struct {
 	OriginBytes int64   `json:"origin_wire_bytes"`
 	PeerBytes   int64   `json:"peer_wire_bytes"`
 	BadBytes    int64   `json:"bad_peer_wire_bytes,omitempty"`
+	// AgentSent and AgentReceived are each agent's wire bytes so far, in the order of the
+	// phase's agents_detail: what shows which uploads idle, where PeerBytes is their sum.
+	AgentSent     []int64 `json:"agent_wire_bytes_sent,omitempty"`
+	AgentReceived []int64 `json:"agent_wire_bytes_received,omitempty"`
 }
 
 // AgentResult is one agent's outcome.
