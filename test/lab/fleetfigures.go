@@ -26,9 +26,10 @@ func (f *fleet) sample(now time.Time) {
 		p.OriginBytes += sent(f.env.mirror)
 	}
 	for _, a := range f.agents {
-		p.AgentSent = append(p.AgentSent, sent(a.node))
+		out := sent(a.node)
+		p.AgentSent = append(p.AgentSent, out)
 		p.AgentReceived = append(p.AgentReceived, c[a.node.Name].Received-f.start[a.node.Name].Received)
-		p.PeerBytes += p.AgentSent[len(p.AgentSent)-1]
+		p.PeerBytes += out
 	}
 	for _, a := range f.bad {
 		p.BadBytes += sent(a.node)

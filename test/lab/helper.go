@@ -43,7 +43,7 @@ type helperLine struct {
 // --out DIR --start-at UNIXNANO" or "touch --bytes N". It returns the exit status.
 func HelperMain(args []string) int {
 	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, "lab helper: want serve or fetch")
+		fmt.Fprintln(os.Stderr, "lab helper: want serve, fetch or touch")
 		return 2
 	}
 	var err error

@@ -306,8 +306,8 @@ func keepLogs(src, dst string) {
 // discarding the freed blocks for about 8 s after baseline-n32. Started at once, baseline-n8
 // after baseline-n32 took 1.55-1.56 × T_min in three runs (1.29-1.31 alone, the same hour); one
 // such pair with settle gave 1.28, but the next full lab still had 1.76 there, so this was not
-// all of it: the rest was the freed memory going back to the hypervisor (see hostmem.go). Quiet is under 10% busy for two
-// seconds in a row; settle gives up after two minutes and says so.
+// all of it: the rest was the freed memory going back to the hypervisor (see hostmem.go). Quiet
+// is under 10% busy for two seconds in a row; settle gives up after two minutes and says so.
 func settle(ctx context.Context, log *slog.Logger) {
 	const (
 		quiet   = 0.10
