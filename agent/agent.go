@@ -713,7 +713,7 @@ func (a *Agent) fetch(ctx context.Context, m *release.Manifest, tc *trust.Client
 	a.mu.Unlock()
 	began := time.Now()
 	var lastReport time.Time
-	stage, err := newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m, a.linkSource(m))
+	stage, err := a.newStager(h)
 	if err != nil {
 		log.Warn("cannot stage the install while downloading; the install will copy the release", "err", err)
 	} else {
@@ -814,6 +814,16 @@ func (a *Agent) retireChanged() {
 			a.dropLocked(v, t)
 		}
 	}
+}
+
+// newStager starts staging the install of held release h (see stager).
+func (a *Agent) newStager(h *held) (*stager, error) {
+	m := &h.Manifest
+	digests, err := release.DecodePieces(h.Pieces, m.NumPieces())
+	if err != nil {
+		return nil, err
+	}
+	return newStager(filepath.Join(a.cfg.InstallDir, releasesSub), m, digests, a.linkSource(m))
 }
 
 // keepStaged finishes the staging copy of a download: kept for the install if the download

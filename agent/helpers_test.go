@@ -15,6 +15,7 @@ import (
 	"github.com/peerpatch/peerpatch/pkg/release"
 	"github.com/peerpatch/peerpatch/pkg/store"
 	"github.com/peerpatch/peerpatch/pkg/trust"
+	"github.com/peerpatch/peerpatch/pkg/verify"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -69,6 +70,16 @@ func (r *testRelease) pieces(t *testing.T) [][]byte {
 }
 
 // root is the directory whose tree an install of r must reproduce.
+// digests returns the SHA-256 of every piece of r, as signed.
+func (r *testRelease) digests(t *testing.T) []verify.Digest {
+	t.Helper()
+	var d []verify.Digest
+	for _, p := range r.pieces(t) {
+		d = append(d, verify.Sum(p))
+	}
+	return d
+}
+
 func (r *testRelease) root() string {
 	if r.m.Dir {
 		return r.src

@@ -26,7 +26,7 @@ func TestStageAcrossFilesystems(t *testing.T) {
 		t.Skip("/dev/shm and the test's temporary directory are on one filesystem")
 	}
 	for _, staged := range []bool{true, false} {
-		st, err := newStager(filepath.Join(shm, releasesSub), r.m, a.linkSource(r.m))
+		st, err := newStager(filepath.Join(shm, releasesSub), r.m, r.digests(t), a.linkSource(r.m))
 		if err != nil {
 			t.Fatal(err)
 		}

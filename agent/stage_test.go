@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -20,7 +19,8 @@ type stagedCase struct {
 	files   map[string]string
 	skip    int    // piece left unstaged; -1: none
 	corrupt int    // piece staged with a flipped byte (linked: flipped in the swarm copy); -1: none
-	wrong   string // a file whose signed digest the stager is given wrong
+	wrong   int    // a piece whose signed digest the stager is given wrong; -1: none
+	grow    bool   // the first staged file is a byte longer than signed (linked: the swarm copy too)
 	noSwarm bool   // remove the swarm copy before the install
 	wantLog string // in keepStaged's log: why no copy was kept
 }
@@ -37,12 +37,13 @@ func TestStagedInstall(t *testing.T) {
 	}
 	single := map[string]string{"app.bin": strings.Repeat("single", 20000)}
 	tests := []stagedCase{
-		{name: "staged copy is installed without the swarm copy", files: dirFiles, skip: -1, corrupt: -1, noSwarm: true},
-		{name: "single file staged copy is installed without the swarm copy", files: single, skip: -1, corrupt: -1, noSwarm: true},
-		{name: "corrupt staged piece fails the check", files: dirFiles, skip: -1, corrupt: 3, wantLog: "failed its check"},
-		{name: "a file that differs from its signed digest fails the check", files: dirFiles, skip: -1, corrupt: -1, wrong: "lib/data.txt", wantLog: "failed its check"},
-		{name: "a single file that differs from its signed digest fails the check", files: single, skip: -1, corrupt: -1, wrong: "app.bin", wantLog: "failed its check"},
-		{name: "incomplete staging keeps no copy", files: dirFiles, skip: 2, corrupt: -1, wantLog: "no staging copy"},
+		{name: "staged copy is installed without the swarm copy", files: dirFiles, skip: -1, corrupt: -1, wrong: -1, noSwarm: true},
+		{name: "single file staged copy is installed without the swarm copy", files: single, skip: -1, corrupt: -1, wrong: -1, noSwarm: true},
+		{name: "corrupt staged piece fails the check", files: dirFiles, skip: -1, corrupt: 3, wrong: -1, wantLog: "failed its check"},
+		{name: "a piece that differs from its signed digest fails the check", files: dirFiles, skip: -1, corrupt: -1, wrong: 4, wantLog: "failed its check"},
+		{name: "a single file's piece that differs from its signed digest fails the check", files: single, skip: -1, corrupt: -1, wrong: 0, wantLog: "failed its check"},
+		{name: "a staged file longer than signed fails the check", files: dirFiles, skip: -1, corrupt: -1, wrong: -1, grow: true, wantLog: "failed its check"},
+		{name: "incomplete staging keeps no copy", files: dirFiles, skip: 2, corrupt: -1, wrong: -1, wantLog: "no staging copy"},
 	}
 	for _, tt := range tests {
 		for _, copied := range []bool{false, true} {
@@ -76,20 +77,23 @@ func testStagedInstall(t *testing.T, tt stagedCase, copied bool) {
 		t.Fatalf("%d pieces, want several", r.m.NumPieces())
 	}
 	pieces := r.pieces(t)
-	signed := *r.m
-	signed.Files = slices.Clone(r.m.Files)
-	for i := range signed.Files {
-		if signed.Files[i].Path == tt.wrong {
-			signed.Files[i].SHA256[0] ^= 1
-		}
+	digests := r.digests(t)
+	if tt.wrong >= 0 {
+		digests[tt.wrong][0] ^= 1
 	}
 	releases := filepath.Join(a.cfg.InstallDir, releasesSub)
-	st, err := newStager(releases, &signed, a.linkSource(r.m))
+	st, err := newStager(releases, r.m, digests, a.linkSource(r.m))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.linked == copied || st.linkErr != nil {
 		t.Fatalf("stager linked %v (%v), want %v", st.linked, st.linkErr, !copied)
+	}
+	if tt.grow {
+		f := r.m.Files[0]
+		if err := os.Truncate(filepath.Join(st.dir, filepath.FromSlash(f.Path)), f.Length+1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if st.linked && tt.corrupt >= 0 {
 		// The disk holds other bytes than the ones verified.
@@ -130,7 +134,7 @@ func testStagedInstall(t *testing.T, tt stagedCase, copied bool) {
 		}
 	}
 	err = a.install(context.Background(), r.m, r.bundle, discard)
-	if st.linked && tt.corrupt >= 0 {
+	if st.linked && (tt.corrupt >= 0 || tt.grow) {
 		// The swarm copy itself is corrupt: nothing is installed from it.
 		if !errors.Is(err, verify.ErrMismatch) {
 			t.Fatalf("install from a corrupt swarm copy: %v, want a mismatch", err)
