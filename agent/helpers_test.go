@@ -69,7 +69,6 @@ func (r *testRelease) pieces(t *testing.T) [][]byte {
 	return ps
 }
 
-// root is the directory whose tree an install of r must reproduce.
 // digests returns the SHA-256 of every piece of r, as signed.
 func (r *testRelease) digests(t *testing.T) []verify.Digest {
 	t.Helper()
@@ -80,6 +79,7 @@ func (r *testRelease) digests(t *testing.T) []verify.Digest {
 	return d
 }
 
+// root is the directory whose tree an install of r must reproduce.
 func (r *testRelease) root() string {
 	if r.m.Dir {
 		return r.src
