@@ -19,8 +19,9 @@ import (
 // 16 agents installed at once), and checking it at install still took 1.2 to 1.6 s at N=8; both
 // now overlap the download. The check is per piece, not per file, because pieces arrive in any
 // order: a file's SHA-256 can only be computed in order, so it waited for the first piece
-// missing and did most of its hashing after the last piece had arrived (0.4 to 0.9 s per agent
-// at N=16 in the fleet lab, where 16 agents shared 2 cores, about 5% of the makespan). The
+// missing and did most of its hashing after the last piece had arrived (the install waited 0.4
+// to 0.9 s per agent for it at N=16 in the fleet lab, of a 15-16 s makespan, where 16 agents
+// shared 2 cores). The
 // signed piece digests bind the bytes as the file digests do: both are signed targets of the
 // release (release.PiecesTarget), and a piece counts in the swarm only once its SHA-256
 // matches. The bundle's digest is not computed again either: hashing every byte a second time

@@ -23,9 +23,9 @@ import (
 // of system time against 0.9 s when the freed memory had stayed in the guest; in the baseline at
 // N=16 a third of the agents' CPU was in writing received pieces, and they used 1.5-1.8 CPU s
 // each with freed memory kept against 1.8-2.1 without. A workstation, with memory of its own,
-// pays nothing like it. So while it runs, the lab keeps freed memory in the guest (the reporting module's
-// parameters below, restored after), and before each phase it touches as much memory as the
-// phase will fill with file pages, so that the phase finds it already backed.
+// pays nothing like it. So while it runs, the lab keeps freed memory in the guest (the
+// reporting module's parameters below, restored after), and before each phase it touches as
+// much memory as the phase will fill with file pages, so that the phase finds it already backed.
 //
 // The parameters are those of the guest kernel this lab was measured on; where they are absent,
 // holdGuestMemory does nothing. pplab -host-memory leaves them alone.
