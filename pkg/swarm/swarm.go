@@ -196,7 +196,8 @@ func New(cfg Config) (*Client, error) {
 	// A request may move to another peer only once it is this old: with none, requests moved
 	// between peers within a round trip under load and each agent received 6-15 MiB of a
 	// 256 MiB release twice (lab, N=8); with 1 s, 0.1-3 MiB, and the makespan went from
-	// 1.46-1.49 to 1.29-1.40 × T_min. A peer that went away loses its requests at once anyway.
+	// 1.46-1.49 to 1.29-1.40 × T_min (at N=16 later, 300 ms gave 1.18 and 1.17 against 1.16 and
+	// 1.21). A peer that went away loses its requests at once anyway.
 	tc.StealRequestGrace = time.Second
 	tc.EstablishedConnsPerTorrent = cfg.MaxConnsPerTorrent
 	// Two agents that learn of each other at once dial each other at once; the library keeps
@@ -279,7 +280,8 @@ func (c *Client) Close() error {
 // piece spreads further only once it is whole. In the lab at N=8 (64 KiB blocks, 6 connections),
 // interleaved quick runs gave 1.25-1.32 × T_min with the library's depth (up to hundreds), 1.31
 // with 16, 1.22-1.24 with 8, 1.17-1.19 with 4, 1.15-1.16 with 3, 1.15-1.21 with 2 and 1.18-1.20
-// with 1; with 128 KiB blocks (chunkSize), 2 gave 1.14-1.15 and 3 gave 1.15-1.17. Two blocks in
+// with 1; with 128 KiB blocks (chunkSize), 2 gave 1.14-1.15 and 3 gave 1.15-1.17. At N=16,
+// later: 3 gave 1.18 and 1.19, 4 gave 1.22 and 1.22, against 1.16 and 1.17 with 2. Two blocks in
 // flight carry 256 KiB per round trip: 12 MiB/s a connection at 20 ms.
 const peerRequests = 2
 
