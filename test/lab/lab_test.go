@@ -245,6 +245,34 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
+func TestTrailAt(t *testing.T) {
+	tl := []TimelinePoint{
+		{At: 1.0, OriginBytes: 20, AgentReceived: []int64{5, 7}},
+		{At: 2.9, OriginBytes: 58}, // no agent counters: not a point to read
+		{At: 3.2, OriginBytes: 64, AgentReceived: []int64{40, 50, 60}},
+		{At: 4.2, OriginBytes: 84, AgentReceived: []int64{80, 80, 80}},
+	}
+	for _, tt := range []struct {
+		name      string
+		tl        []TimelinePoint
+		at        float64
+		wantAt    float64
+		wantTrail int64
+		wantOK    bool
+	}{
+		{"first point at or after", tl, 3, 3.2, 64 - 50, true},
+		{"a point exactly at", tl, 1, 1.0, 20 - 6, true},
+		{"later point", tl, 4, 4.2, 84 - 80, true},
+		{"after the last point", tl, 5, 0, 0, false},
+		{"no timeline", nil, 3, 0, 0, false},
+	} {
+		at, trail, ok := trailAt(tt.tl, tt.at)
+		if at != tt.wantAt || trail != tt.wantTrail || ok != tt.wantOK {
+			t.Errorf("%s: trailAt(%v) = %v, %d, %v; want %v, %d, %v", tt.name, tt.at, at, trail, ok, tt.wantAt, tt.wantTrail, tt.wantOK)
+		}
+	}
+}
+
 func TestTbfArgs(t *testing.T) {
 	got := strings.Join(tbfArgs(20<<20), " ")
 	if want := "root tbf rate 167772160bit burst 83886 latency 100ms"; got != want {

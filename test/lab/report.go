@@ -102,6 +102,11 @@ the release over plain HTTP, every agent node fetches it, no faults).
   rather than the links, and a busy share well above the lab's means other load on the machine.
 - **verdict**: every agent expected to finish holds I/current byte-identical to the release, and
   no agent holds anything half-installed.
+- **Trail** (in a scenario's section, where the origin is the only source and no faster than an
+  agent's download): the origin's wire bytes minus the mean agent's, read from the timeline 3 s
+  after the publish. An agent whose download is no faster than the origin's upload never makes
+  up what it trails by, so the last agents finish about that much of their download after the
+  origin's last byte.
 `
 
 // Table is the summary table in Markdown.
@@ -178,6 +183,28 @@ func rate(bps float64) string { return Size(bps).String() + "/s" }
 
 func secs(s float64) string { return fmt.Sprintf("%.1f s", s) }
 
+// trailAfter is when the report reads the trail (see trailAt): by then the swarm is under way.
+const trailAfter = 3.0
+
+// trailAt is how far the mean agent trailed the origin at the timeline's first point at or
+// after at seconds (returned as t): the origin's wire bytes minus the mean of the agents'
+// received wire bytes. Where an agent's download is no faster than the origin's upload (F/d =
+// F/u_s), an agent never makes up what it trails by: the last agents finish about that much
+// of their download after the origin sent its last byte.
+func trailAt(tl []TimelinePoint, at float64) (t float64, trail int64, ok bool) {
+	for _, p := range tl {
+		if p.At < at || len(p.AgentReceived) == 0 {
+			continue
+		}
+		var sum int64
+		for _, r := range p.AgentReceived {
+			sum += r
+		}
+		return p.At, p.OriginBytes - sum/int64(len(p.AgentReceived)), true
+	}
+	return 0, 0, false
+}
+
 func pct(part, whole int64) string {
 	if whole <= 0 {
 		return "—"
@@ -210,6 +237,11 @@ func (s *ScenarioResult) section(b *strings.Builder) {
 		pp.Finished, pp.Expected, secs(pp.Makespan), pp.Ratio, secs(pp.P50), secs(pp.P99),
 		Size(pp.SeederBytes+pp.MirrorBytes), Size(pp.SeederBytes), Size(pp.MirrorBytes), pp.OriginRatio, seederCount(pp.SeederReported),
 		Size(pp.AgentsSent), Size(pp.FromPeers), Size(pp.FromOrigin), pct(pp.FromPeers, pp.FromPeers+pp.FromOrigin), 100*pp.HostBusy, 100*pp.LabCPU, pp.Stall)
+	if at, tr, ok := trailAt(pp.Timeline, trailAfter); ok && pp.BadSent == 0 && len(c.AgentDown) > 0 && c.AgentDown[0] > 0 && c.OriginUp <= c.AgentDown[0] {
+		// Where the origin is the only source and no faster than an agent's download.
+		fmt.Fprintf(b, "- Trail: %.1f s in, the origin had sent %.1f MiB more than the mean agent had received (wire bytes), %.2f s of an agent's download cap.\n",
+			at, float64(tr)/(1<<20), float64(tr)/float64(c.AgentDown[0]))
+	}
 	if pp.BadSent > 0 {
 		fmt.Fprintf(b, "- The corrupt peers sent %s of garbage (%.2f × F).\n", Size(pp.BadSent), float64(pp.BadSent)/float64(sc.Bundle))
 	}
