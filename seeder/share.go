@@ -29,7 +29,11 @@ const shareSlots = 64
 // same makespan with 8, 4 and 2 sends, or none. With maxUnsent, in the lab's baseline
 // (interleaved quick runs, × T_min): N=8 1.14 and 1.14 with 8 sends, 1.13 and 1.14 with 4,
 // 1.31 and 1.31 with 2 (the origin's link half idle), against 1.18 and 1.20 without
-// maxUnsent; N=16 1.20 and 1.20 with 8, 1.21 and 1.21 with 4, against 1.21 and 1.27.
+// maxUnsent; N=16 1.20 and 1.20 with 8, 1.21 and 1.21 with 4, against 1.21 and 1.27. Later
+// at N=16, what each agent trails the origin by when the origin is done: 16.9-17.3 MiB with 4
+// sends, 22.2-23.4 with 6, 22.7-25.7 with 8, 25.5-25.9 with 12, 29.9-31.0 with 16; but with 4
+// the origin sends 18.5-18.8 MiB/s against 19.2-19.3 with 8, and the makespans come out the same
+// (1.17-1.18 against 1.16-1.18).
 const shareSends = 8
 
 // maxShareRequest bounds a share request body: a want list of every piece of the largest
