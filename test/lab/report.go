@@ -105,8 +105,8 @@ the release over plain HTTP, every agent node fetches it, no faults).
 - **Trail** (in a scenario's section, where the origin is the only source and no faster than an
   agent's download): the origin's wire bytes minus the mean agent's, read from the timeline 3 s
   after the publish. An agent whose download is no faster than the origin's upload never makes
-  up what it trails by, so the last agents finish about that much of their download after the
-  origin's last byte.
+  up what it trails by, so the last agents finish at least that much of their download after
+  the origin's last byte. An origin sending below its cap is trailed by less.
 `
 
 // Table is the summary table in Markdown.
@@ -189,8 +189,9 @@ const trailAfter = 3.0
 // trailAt is how far the mean agent trailed the origin at the timeline's first point at or
 // after at seconds (returned as t): the origin's wire bytes minus the mean of the agents'
 // received wire bytes. Where an agent's download is no faster than the origin's upload (F/d =
-// F/u_s), an agent never makes up what it trails by: the last agents finish about that much
-// of their download after the origin sent its last byte.
+// F/u_s), an agent never makes up what it trails by: the last agents finish at least that much
+// of their download after the origin sent its last byte. An origin sending below its cap is
+// trailed by less, so read it beside the origin's rate.
 func trailAt(tl []TimelinePoint, at float64) (t float64, trail int64, ok bool) {
 	for _, p := range tl {
 		if p.At < at || len(p.AgentReceived) == 0 {
