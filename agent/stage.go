@@ -21,11 +21,10 @@ import (
 // order: a file's SHA-256 can only be computed in order, so it waited for the first piece
 // missing and did most of its hashing after the last piece had arrived (the install waited 0.4
 // to 0.9 s per agent for it at N=16 in the fleet lab, of a 15-16 s makespan, where 16 agents
-// shared 2 cores). The
-// signed piece digests bind the bytes as the file digests do: both are signed targets of the
-// release (release.PiecesTarget), and a piece counts in the swarm only once its SHA-256
-// matches. The bundle's digest is not computed again either: hashing every byte a second time
-// cost each agent 0.2 CPU s per 256 MiB.
+// shared 2 cores). The signed piece digests bind the bytes as the file digests do: both are
+// signed targets of the release (release.PiecesTarget), and a piece counts in the swarm only
+// once its SHA-256 matches. The bundle's digest is not computed again either: hashing every
+// byte a second time cost each agent 0.2 CPU s per 256 MiB.
 //
 // Where it can, the stager links instead of copying: every staged file is a hard link to its
 // swarm copy, so the bytes are written once and stored once, and a verified piece is staged by

@@ -32,10 +32,11 @@ const shareSlots = 64
 // maxUnsent; N=16 1.20 and 1.20 with 8, 1.21 and 1.21 with 4, against 1.21 and 1.27. Later
 // at N=16, what each agent trails the origin by when the origin is done: 16.9-17.3 MiB with 4
 // sends, 22.2-23.4 with 6, 22.7-25.7 with 8, 25.5-25.9 with 12, 29.9-31.0 with 16; but with 4
-// the origin sends 18.5-18.8 MiB/s against 19.2-19.3 with 8 (with 2, 14.2; with 1, 10.7: a
-// share's flow gets a flow's part of the receiving agent's download, beside that agent's peers),
-// so the shorter trail is what the origin has not sent yet, and the makespans come out the same
-// (1.17-1.18 against 1.16-1.18).
+// the origin sends 18.5-18.8 MiB/s against 19.2-19.3 with 8 (2 at once 14.2-14.8, 1 at once
+// 10.7, with slow start after idle off: a share's flow gets a flow's part of the receiving
+// agent's download, beside that agent's peers), so the shorter trail is what the origin has not
+// sent yet, and the makespans come out the same (with 4: 1.17-1.18 in four runs, 1.22 in one;
+// with 8 in the same batches: 1.16-1.18, and 1.26 in one).
 const shareSends = 8
 
 // maxShareRequest bounds a share request body: a want list of every piece of the largest
