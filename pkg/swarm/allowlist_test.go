@@ -318,3 +318,53 @@ func TestAllowlistAllowFunc(t *testing.T) {
 		t.Fatal("an address AllowPeer refuses was allowed or asked about without CheckPeer")
 	}
 }
+
+// TestAllowlistAsksAtOnce: questions about several callers are in flight together, so one slow
+// answer does not hold up the others.
+func TestAllowlistAsksAtOnce(t *testing.T) {
+	const callers = 4
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	all := make(chan struct{})
+	check := func(ctx context.Context, _ netip.Addr) ([]uint16, bool, error) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == callers {
+			close(all)
+		}
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		select { // each answer waits until every caller is asked about
+		case <-all:
+			return nil, true, nil
+		case <-time.After(5 * time.Second):
+			return nil, false, errors.New("timed out")
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+	}
+	a := newAllowlist(true, nil, check, slog.New(slog.DiscardHandler))
+	for i := range callers {
+		blocked(a, netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}).String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Second):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("at most %d questions were in flight at once, want %d", most, callers)
+	}
+	eventually(t, "every caller allowed", func() bool {
+		for i := range callers {
+			if blocked(a, netip.AddrFrom4([4]byte{127, 0, 1, byte(i + 1)}).String()) {
+				return false
+			}
+		}
+		return true
+	})
+}

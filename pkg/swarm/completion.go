@@ -69,6 +69,44 @@ func (c *completion) Set(pk metainfo.PieceKey, complete g.Option[bool]) error {
 	})
 }
 
+// markMissing records every one of the n pieces of torrent ih as not complete, in one
+// transaction, replacing what was recorded.
+func (c *completion) markMissing(ih metainfo.Hash, n int) error {
+	return c.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket(ih[:]) != nil {
+			if err := tx.DeleteBucket(ih[:]); err != nil {
+				return err
+			}
+		}
+		b, err := tx.CreateBucket(ih[:])
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			if err := b.Put(pieceKey(i), []byte{0}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// markMissing records every one of the n pieces of torrent ih as not complete in pc, so that
+// the library does not check them on disk: it checks every piece whose state is unknown, which
+// costs a transaction per piece in a bbolt store (about 0.1 s for 256 pieces per agent when 16
+// started at once on 2 cores in the fleet lab, before the first byte was asked for).
+func markMissing(pc storage.PieceCompletion, ih metainfo.Hash, n int) error {
+	if c, ok := pc.(*completion); ok {
+		return c.markMissing(ih, n)
+	}
+	for i := range n {
+		if err := pc.Set(metainfo.PieceKey{InfoHash: ih, Index: i}, g.Some(false)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // forget drops a torrent's piece state.
 func (c *completion) forget(ih metainfo.Hash) error {
 	return c.db.Update(func(tx *bolt.Tx) error {

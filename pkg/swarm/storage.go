@@ -21,8 +21,9 @@ import (
 // implements storage.SelfHashing, so the library never marks a piece complete on its own SHA-1.
 // A torrent must be registered (its directory and signed piece hashes) before it is opened.
 type verifyingStorage struct {
-	inner     storage.ClientImplCloser
-	partFiles bool
+	inner      storage.ClientImplCloser
+	completion storage.PieceCompletion
+	partFiles  bool
 
 	bufs *pieceBuffers
 
@@ -39,7 +40,7 @@ type verifyingStorage struct {
 // completed part file lands in a new, lost one. So a client that persists completion (an
 // agent: its completion database, not file names, says what is verified) writes in place.
 func newVerifyingStorage(baseDir string, completion storage.PieceCompletion, partFiles bool, log *slog.Logger) *verifyingStorage {
-	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry), partFiles: partFiles, bufs: newPieceBuffers(maxBuffered)}
+	s := &verifyingStorage{torrents: make(map[metainfo.Hash]*entry), completion: completion, partFiles: partFiles, bufs: newPieceBuffers(maxBuffered)}
 	s.inner = storage.NewFileOpts(storage.NewFileClientOpts{
 		ClientBaseDir: baseDir,
 		TorrentDirMaker: func(baseDir string, _ *metainfo.Info, ih metainfo.Hash) string {
@@ -214,6 +215,7 @@ func (p *verifiedPiece) SelfHash() (metainfo.Hash, error) {
 			return p.check(pb.data, true)
 		}
 	}
+	p.e.diskChecks.Add(1)
 	buf := getBuf(p.length)
 	defer piecePool.Put(buf)
 	n, err := p.readStored(*buf, 0)

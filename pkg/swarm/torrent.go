@@ -2,7 +2,9 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"strings"
@@ -44,6 +46,8 @@ type entry struct {
 	// checking is set while Add waits for the check of the data already on disk, whose
 	// failures are expected (missing or partial pieces) and blame nobody.
 	checking atomic.Bool
+	// diskChecks counts pieces hashed from disk rather than from a buffer of received blocks.
+	diskChecks atomic.Int64
 }
 
 // PieceError records a piece that failed SHA-256 verification.
@@ -109,7 +113,8 @@ const chunkSize = 128 << 10
 // Add registers a release with its signed piece hashes and adds it to the swarm. Data already
 // in spec.Dir counts as complete when a file has its final name and size (the seeder's
 // releases), or when its pieces were verified before (PersistCompletion); other data is
-// checked against the signed SHA-256 before Add returns. A complete release is seeded at once.
+// checked against the signed SHA-256 before Add returns. Where spec.Dir does not exist yet,
+// no piece is checked. A complete release is seeded at once.
 func (c *Client) Add(spec Spec) (*Torrent, error) {
 	ih, err := ParseInfoHash(spec.Manifest.InfoHash)
 	if err != nil {
@@ -118,6 +123,13 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	if len(spec.Pieces) != spec.Manifest.NumPieces() {
 		return nil, fmt.Errorf("add torrent %s: %d piece hashes for %d pieces: %w",
 			spec.Manifest.InfoHash, len(spec.Pieces), spec.Manifest.NumPieces(), ErrMetadataMismatch)
+	}
+	// Nothing is on disk where there is no directory yet: say so rather than have the library
+	// check every piece.
+	if _, err := os.Stat(spec.Dir); errors.Is(err, fs.ErrNotExist) {
+		if err := markMissing(c.storage.completion, ih, spec.Manifest.NumPieces()); err != nil {
+			return nil, fmt.Errorf("add torrent %s: record piece state: %w", spec.Manifest.InfoHash, err)
+		}
 	}
 	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("add torrent %s: %w", spec.Manifest.InfoHash, err)
