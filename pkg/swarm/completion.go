@@ -73,12 +73,7 @@ func (c *completion) Set(pk metainfo.PieceKey, complete g.Option[bool]) error {
 // transaction, replacing what was recorded.
 func (c *completion) markMissing(ih metainfo.Hash, n int) error {
 	return c.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(ih[:]) != nil {
-			if err := tx.DeleteBucket(ih[:]); err != nil {
-				return err
-			}
-		}
-		b, err := tx.CreateBucket(ih[:])
+		b, err := tx.CreateBucketIfNotExists(ih[:])
 		if err != nil {
 			return err
 		}
