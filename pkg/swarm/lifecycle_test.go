@@ -163,13 +163,18 @@ func TestDownloadReturnsOnClose(t *testing.T) {
 // TestAddAfterClose: a closed client refuses new torrents.
 func TestAddAfterClose(t *testing.T) {
 	r := buildRelease(t, "app", smallFiles(), nil)
-	c := newClient(t, Config{})
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	tt, err := c.Add(r.spec(r.parent))
-	if !errors.Is(err, ErrClosed) {
-		t.Errorf("Add on a closed client: torrent %v, error %v; want ErrClosed", tt != nil, err)
+	for _, persist := range []bool{false, true} {
+		dataDir := t.TempDir()
+		c := newClient(t, Config{DataDir: dataDir, PersistCompletion: persist})
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for _, dir := range []string{r.parent, filepath.Join(dataDir, "new")} {
+			tt, err := c.Add(r.spec(dir))
+			if !errors.Is(err, ErrClosed) {
+				t.Errorf("Add on a closed client (persist %v, %s): torrent %v, error %v; want ErrClosed", persist, dir, tt != nil, err)
+			}
+		}
 	}
 }
 

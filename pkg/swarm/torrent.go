@@ -124,13 +124,8 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 		return nil, fmt.Errorf("add torrent %s: %d piece hashes for %d pieces: %w",
 			spec.Manifest.InfoHash, len(spec.Pieces), spec.Manifest.NumPieces(), ErrMetadataMismatch)
 	}
-	// Nothing is on disk where there is no directory yet: say so rather than have the library
-	// check every piece.
-	if _, err := os.Stat(spec.Dir); errors.Is(err, fs.ErrNotExist) {
-		if err := markMissing(c.storage.completion, ih, spec.Manifest.NumPieces()); err != nil {
-			return nil, fmt.Errorf("add torrent %s: record piece state: %w", spec.Manifest.InfoHash, err)
-		}
-	}
+	_, err = os.Stat(spec.Dir)
+	fresh := errors.Is(err, fs.ErrNotExist)
 	if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("add torrent %s: %w", spec.Manifest.InfoHash, err)
 	}
@@ -151,6 +146,15 @@ func (c *Client) Add(spec Spec) (*Torrent, error) {
 	c.torrents[ih] = t
 	c.wg.Add(1) // the announce loop, started below
 	c.mu.Unlock()
+	// Nothing is on disk where there was no directory: say so rather than have the library
+	// check every piece.
+	if fresh {
+		if err := markMissing(c.storage.completion, ih, spec.Manifest.NumPieces()); err != nil {
+			c.wg.Done()
+			t.drop()
+			return nil, fmt.Errorf("add torrent %s: record piece state: %w", spec.Manifest.InfoHash, err)
+		}
+	}
 	c.storage.register(e)
 
 	tt, _ := c.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: spec.Torrent.infoBytes, ChunkSize: chunkSize})

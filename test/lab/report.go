@@ -188,10 +188,7 @@ const trailAfter = 3.0
 
 // trailAt is how far the mean agent trailed the origin at the timeline's first point at or
 // after at seconds (returned as t): the origin's wire bytes minus the mean of the agents'
-// received wire bytes. Where an agent's download is no faster than the origin's upload (F/d =
-// F/u_s), an agent never makes up what it trails by: the last agents finish at least that much
-// of their download after the origin sent its last byte. An origin sending below its cap is
-// trailed by less, so read it beside the origin's rate.
+// received wire bytes. The report's legend says what it bounds.
 func trailAt(tl []TimelinePoint, at float64) (t float64, trail int64, ok bool) {
 	for _, p := range tl {
 		if p.At < at || len(p.AgentReceived) == 0 {
