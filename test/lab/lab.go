@@ -123,7 +123,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if rev == "" {
 		rev = revision(cfg.Source)
 	}
-	rep := &Report{Date: time.Now().UTC(), Machine: readMachine(), Peerpatch: rev}
+	rep := &Report{Date: time.Now().UTC(), Machine: readMachine(), Peerpatch: rev, TCP: CongestionControl}
 	rep.Machine.GuestMemory = mem.String()
 	runs := map[string]int{}
 	var errs []error

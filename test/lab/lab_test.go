@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"log/slog"
 	"math"
 	"os"
@@ -361,5 +362,33 @@ func TestReportRoundTrip(t *testing.T) {
 		if fi, err := os.Stat(dir + "/" + f); err != nil || fi.Size() == 0 {
 			t.Errorf("%s not written: %v", f, err)
 		}
+	}
+}
+
+// TestNodeCongestionControl checks that a node's namespace uses the lab's TCP congestion
+// control, whatever the host's is (this host's kernel defaults to BBR).
+func TestNodeCongestionControl(t *testing.T) {
+	if err := Available(t.Context()); err != nil {
+		t.Skipf("fleet lab skipped: %v", err)
+	}
+	n, err := newNetwork(t.Context(), "tc", slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}()
+	nd, err := n.AddNode(t.Context(), "a01", agentIP(1), Link{Up: 20 << 20, Down: 20 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := command(t.Context(), "ip", "netns", "exec", nd.Netns, "sysctl", "-n", "net.ipv4.tcp_congestion_control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out); got != CongestionControl {
+		t.Errorf("node %s uses %q, want %q", nd.Name, got, CongestionControl)
 	}
 }

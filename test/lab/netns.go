@@ -23,6 +23,15 @@ const (
 	mirrorIP   = "10.99.0.2"
 )
 
+// CongestionControl is the TCP congestion control of every node: the default of the
+// workstations' systems (Windows, macOS, Linux). A new namespace takes the host's current one
+// otherwise, which is a kernel build choice (BBR on the lab's machine) and changes with any
+// sysctl run on the host: the committed report of 2026-11-27 was measured with CUBIC after an
+// experiment set it on the host, the runs before it with BBR. At N=16 the two gave the same
+// figures (six interleaved runs each, 1.16-1.22 and 1.16-1.19 × T_min), but a report must not
+// depend on what the host was left with.
+const CongestionControl = "cubic"
+
 // Node is one machine of the lab: a network namespace with one interface, eth0, on the bridge.
 type Node struct {
 	// Name is the node's name in reports: "seeder", "mirror", "a01"…, "x01"… (bad peers).
@@ -92,6 +101,7 @@ func (n *Network) AddNode(ctx context.Context, name, ip string, link Link) (*Nod
 		{"ip", "link", "set", nd.HostIf, "up"},
 		{"ip", "-n", nd.Netns, "addr", "add", ip + "/" + strconv.Itoa(subnetBits), "dev", "eth0"},
 		{"ip", "-n", nd.Netns, "link", "set", "eth0", "up"},
+		{"ip", "netns", "exec", nd.Netns, "sysctl", "-q", "-w", "net.ipv4.tcp_congestion_control=" + CongestionControl},
 	}
 	for _, s := range steps {
 		if _, err := command(ctx, s[0], s[1:]...); err != nil {

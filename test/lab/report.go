@@ -59,6 +59,9 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Peerpatch fleet lab\n\n")
 	fmt.Fprintf(&b, "Date: %s  \nMachine: %s  \nPeerpatch: %s\n\n", r.Date.Format("2006-01-02 15:04 MST"), r.Machine, r.Peerpatch)
+	if r.TCP != "" {
+		fmt.Fprintf(&b, "TCP congestion control: %s in every node.\n\n", r.TCP)
+	}
 	if r.Machine.GuestMemory != "" {
 		fmt.Fprintf(&b, "Memory: %s.\n\n", r.Machine.GuestMemory)
 	}

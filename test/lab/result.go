@@ -9,9 +9,12 @@ import (
 // Report is one lab run: every scenario, each with its Peerpatch phase and its plain-HTTP
 // baseline on the same nodes and caps.
 type Report struct {
-	Date      time.Time        `json:"date"`
-	Machine   Machine          `json:"machine"`
-	Peerpatch string           `json:"peerpatch"` // source revision of the binary under test
+	Date      time.Time `json:"date"`
+	Machine   Machine   `json:"machine"`
+	Peerpatch string    `json:"peerpatch"` // source revision of the binary under test
+	// TCP is the congestion control every node used (CongestionControl); empty in reports
+	// from before the lab set it.
+	TCP       string           `json:"tcp,omitempty"`
 	Scenarios []ScenarioResult `json:"scenarios"`
 }
 
