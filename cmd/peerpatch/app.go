@@ -270,7 +270,7 @@ func agentCommand() *cli.Command {
 			&cli.StringFlag{Name: "peer-listen", Value: "0.0.0.0:0", Usage: "`HOST:PORT` for BitTorrent peers"},
 			&cli.StringFlag{Name: "upload-rate", Value: "0", Usage: "upload cap per second, e.g. 10MiB (0 = unlimited)"},
 			&cli.StringFlag{Name: "download-rate", Value: "0", Usage: "download cap per second (0 = unlimited)"},
-			&cli.IntFlag{Name: "max-peers", Value: swarm.DefaultMaxConns, Usage: "peer connections per release: `N` neighbours to swap pieces with (fewer keep each busy and cost less CPU)"},
+			&cli.IntFlag{Name: "max-peers", Value: swarm.DefaultMaxConns, Usage: "peer connections per release: `N` neighbours to swap pieces with (fewer keep each busy and cost less CPU; N+1, a full mesh, when the release has exactly N+1 other peers)"},
 			&cli.DurationFlag{Name: "fallback-after", Value: 10 * time.Second, Usage: "use web seeds for any piece after this long without progress (at most 3s once the seeder cannot be reached; then each agent also fetches its own part of the pieces no peer has at once)"},
 			&cli.DurationFlag{Name: "stall-timeout", Value: 2 * time.Minute, Usage: "fail a download after this long without progress"},
 			&cli.StringSliceFlag{Name: "ring", Usage: "rollout `ring` this agent belongs to, e.g. canary (repeatable)"},

@@ -102,6 +102,9 @@ func (t *Torrent) announce(ctx context.Context, trackerURL string, event tracker
 		return false
 	}
 	t.tracked.Store(&peers)
+	if !t.webSeedsOn.Load() {
+		t.setCap(t.meshCap())
+	}
 	t.t.AddPeers(peers)
 	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"expvar"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -227,4 +228,29 @@ func TestOneConnectionPerPeer(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestSmallSwarmFullMesh: in a swarm of one peer more than the connection cap allows, every
+// client ends up connected to every other, rather than the last to come finding all full.
+func TestSmallSwarmFullMesh(t *testing.T) {
+	r := buildRelease(t, "app", multiFiles(), nil)
+	_, trackerURL := startTracker(t)
+	const maxConns = 2
+	ts := make([]*Torrent, maxConns+2)
+	for i := range ts {
+		tt, err := newClient(t, Config{MaxConnsPerTorrent: maxConns}).Add(r.spec(t.TempDir(), trackerURL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt.t.DownloadAll() // a client dials only for a torrent it wants data of
+		ts[i] = tt
+	}
+	eventually(t, fmt.Sprintf("every client connected to the %d others", len(ts)-1), func() bool {
+		for _, tt := range ts {
+			if len(tt.t.PeerConns()) != len(ts)-1 {
+				return false
+			}
+		}
+		return true
+	})
 }

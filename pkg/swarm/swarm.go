@@ -61,7 +61,8 @@ type Config struct {
 	// unlimited. DownloadRate also caps web-seed reads.
 	UploadRate, DownloadRate int64
 	// MaxConnsPerTorrent caps established peer connections per torrent (default
-	// DefaultMaxConns).
+	// DefaultMaxConns); an agent in a swarm of exactly one peer more gets one more connection,
+	// a full mesh (see Torrent.meshCap).
 	MaxConnsPerTorrent int
 	// NoPeers keeps the client out of the swarm: it neither accepts, dials nor uploads to
 	// peers, and does not announce. The origin serving shares keeps its torrents only to read
