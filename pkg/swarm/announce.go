@@ -102,7 +102,7 @@ func (t *Torrent) announce(ctx context.Context, trackerURL string, event tracker
 		return false
 	}
 	t.tracked.Store(&peers)
-	if !t.webSeedsOn.Load() {
+	if !t.webSeedsOn.Load() { // while they are, Download holds the cap at connCap
 		t.setCap(t.meshCap())
 	}
 	t.t.AddPeers(peers)

@@ -377,15 +377,15 @@ func (t *Torrent) connCap() int {
 	return t.meshCap()
 }
 
-// meshCap is MaxConnsPerTorrent, or, for an agent (the origin keeps its cap), one more where the
-// tracker last listed exactly that many peers and one: a swarm that small forms a full mesh. At the cap, the first peers to connect
-// fill each other's slots and the last one finds every peer full: in the lab at N=8 (6
-// connections), the first 7 agents formed a complete graph and the 8th had no neighbour for
-// 1.1-1.2 s, until an announce made a peer drop a connection, and others were left at 4-5 for
-// 2 s; one such run took 1.19 × T_min where its agents otherwise finished at 1.10-1.12. With
-// the mesh, interleaved quick runs at N=8: 1.10-1.13 (mean 1.114) against 1.11-1.15 (1.130),
-// and 1.11-1.15 against 1.12-1.19 in a session before. Larger fleets keep the cap: it does
-// not bind at N=16 the same way (an agent shut out finds peers with free slots).
+// meshCap is MaxConnsPerTorrent, or, for an agent (the origin keeps its cap), one more where
+// the tracker last listed exactly that many peers and one: a swarm that small forms a full
+// mesh. At the cap, the first peers to connect fill each other's slots and the last one finds
+// every peer full: in the lab at N=8 (6 connections), the first 7 agents formed a complete graph
+// and the 8th had no neighbour for 1.1-1.2 s, until an announce made a peer drop a connection;
+// one such run took 1.19 × T_min where its other agents finished at 1.10-1.12. With the mesh,
+// interleaved quick runs at N=8: 1.10-1.13 (mean 1.115) against 1.11-1.16 (1.134). Larger
+// fleets keep the cap: at N=16 every agent had its 6 within about 5 s, and a seventh did not
+// help there (1.18, 1.16, 1.17 against 1.16, 1.19, 1.18).
 func (t *Torrent) meshCap() int {
 	n := t.c.cfg.MaxConnsPerTorrent
 	if l := t.tracked.Load(); !t.c.cfg.Origin && l != nil && len(*l) == n+1 {

@@ -3,10 +3,10 @@
 //
 // Each node — the seeder, an optional web-seed mirror, N agents, corrupt peers — is a network
 // namespace (pplab-<run>-<node>) with one veth on a bridge of its own, an address in
-// 10.99.0.0/16, and its upload and download capped with tc tbf (upload on the veth's inner end,
-// download on its host end), and TCP congestion control CongestionControl. Every node is a separate process started with `ip netns exec`:
-// peerpatch itself, or the lab binary re-executed as a plain file server or HTTP client (see
-// HelperArg). A scenario (a small YAML file, see Scenario) says N, the release size, the caps
+// 10.99.0.0/16, its upload and download capped with tc tbf (upload on the veth's inner end,
+// download on its host end), and TCP congestion control CongestionControl. Every node is a
+// separate process started with `ip netns exec`: peerpatch itself, or the lab binary
+// re-executed as a plain file server or HTTP client (see HelperArg). A scenario (a small YAML file, see Scenario) says N, the release size, the caps
 // and the faults; each runs twice on the same namespaces: with Peerpatch, and as the plain-HTTP
 // baseline. The figures — makespan against the Kumar–Ross bound, bytes the origin sent (veth
 // counters), per-agent completion, bytes from peers and from the origin, CPU and peak RSS from
