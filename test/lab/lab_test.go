@@ -384,7 +384,7 @@ func TestNodeCongestionControl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := command(t.Context(), "ip", "netns", "exec", nd.Netns, "sysctl", "-n", "net.ipv4.tcp_congestion_control")
+	out, err := command(t.Context(), "ip", "netns", "exec", nd.Netns, "cat", congestionControlFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,9 @@ const (
 // depend on what the host was left with.
 const CongestionControl = "cubic"
 
+// congestionControlFile is where a namespace's congestion control is read and set.
+const congestionControlFile = "/proc/sys/net/ipv4/tcp_congestion_control"
+
 // Node is one machine of the lab: a network namespace with one interface, eth0, on the bridge.
 type Node struct {
 	// Name is the node's name in reports: "seeder", "mirror", "a01"…, "x01"… (bad peers).
@@ -101,7 +104,8 @@ func (n *Network) AddNode(ctx context.Context, name, ip string, link Link) (*Nod
 		{"ip", "link", "set", nd.HostIf, "up"},
 		{"ip", "-n", nd.Netns, "addr", "add", ip + "/" + strconv.Itoa(subnetBits), "dev", "eth0"},
 		{"ip", "-n", nd.Netns, "link", "set", "eth0", "up"},
-		{"ip", "netns", "exec", nd.Netns, "sysctl", "-q", "-w", "net.ipv4.tcp_congestion_control=" + CongestionControl},
+		// Written by a shell, not sysctl(8): a fresh CI machine may lack procps.
+		{"ip", "netns", "exec", nd.Netns, "sh", "-c", "echo " + CongestionControl + " > " + congestionControlFile},
 	}
 	for _, s := range steps {
 		if _, err := command(ctx, s[0], s[1:]...); err != nil {
