@@ -246,10 +246,11 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-// burst sizes a limiter's bucket: at least a few 16 KiB chunks and the 64 KiB the library
-// reads at once, at most a tenth of a second of traffic above that.
+// burst sizes a limiter's bucket: at least one block (chunkSize; the library refuses a peer's
+// request longer than its upload burst) and the 64 KiB it reads at once, at most a tenth of a
+// second of traffic above that.
 func burst(rate int64) int {
-	return int(max(256<<10, min(rate/10, math.MaxInt32)))
+	return int(max(chunkSize, min(rate/10, math.MaxInt32)))
 }
 
 // UploadLimiter is the client's upload rate limiter, nil when unlimited. The seeder's web seed
@@ -281,10 +282,11 @@ func (c *Client) Close() error {
 // piece spreads further only once it is whole. In the lab at N=8 (64 KiB blocks, 6 connections),
 // interleaved quick runs gave 1.25-1.32 × T_min with the library's depth (up to hundreds), 1.31
 // with 16, 1.22-1.24 with 8, 1.17-1.19 with 4, 1.15-1.16 with 3, 1.15-1.21 with 2 and 1.18-1.20
-// with 1; with 128 KiB blocks (chunkSize), 2 gave 1.14-1.15 and 3 gave 1.15-1.17. At N=16,
-// later: 3 gave 1.18 and 1.19, 4 gave 1.22 and 1.22, against 1.16 and 1.17 with 2. Two blocks in
-// flight carry 256 KiB per round trip: 12 MiB/s a connection at 20 ms.
-const peerRequests = 2
+// with 1; with 128 KiB blocks, 2 gave 1.14-1.15 and 3 gave 1.15-1.17, and at N=16 3 gave 1.18
+// and 1.19, 4 gave 1.22 and 1.22, against 1.16 and 1.17 with 2. With 256 KiB blocks (chunkSize)
+// one request carries as much as two did: see chunkSize for the figures. One block in flight
+// carries 256 KiB per round trip: 12 MiB/s a connection at 20 ms.
+const peerRequests = 1
 
 // limitRequests caps what a peer says it accepts (its reqq) at peerRequests: the library sends
 // a peer at most that many requests at once, and reads the value after this callback.
