@@ -102,9 +102,9 @@ type Torrent struct {
 // default, 16 KiB, is the BitTorrent convention; most of an agent's CPU is spent per block
 // (message decoding, request bookkeeping, one write and one upload read each), so larger
 // blocks cost less. Every Peerpatch peer serves blocks of this size (anacrolix/torrent's limit
-// is its upload burst, at least 256 KiB here, or none), and the library's decoder takes
-// messages of up to four times its own block size: agents of releases before this one, with
-// 128 KiB blocks, take these too. In the lab at N=16 (256 MiB, 20 MiB/s links, interleaved
+// is its upload burst, at least 256 KiB in every release, or none), and the library's decoder
+// takes messages of up to four times its own block size: agents of releases before this one,
+// with 128 KiB blocks, take these too. In the lab at N=16 (256 MiB, 20 MiB/s links, interleaved
 // runs, 50 connections): 16 KiB 2.19-2.33 × T_min at 3.2-3.5 CPU s per agent, 64 KiB 1.67-1.84
 // at 2.6-2.8, 128 KiB 1.72-1.79 at 2.6-2.7 and 256 KiB 1.76-1.82 at 2.7, with 10-30 MiB more
 // peak RSS. With 6 connections and peerRequests blocks in flight per peer, 128 KiB blocks and 2
@@ -112,9 +112,9 @@ type Torrent struct {
 // 1.16, 1.16 and N=16 1.44, 1.45 at 2.2-2.3. At N=16 with later code, 64 KiB and 2 requests gave
 // 1.22 and 1.29 at 1.9 CPU s against 1.5-1.6 for 128 KiB and 2. 256 KiB and 1 request, the
 // same bytes in flight in half the blocks, against 128 KiB and 2, interleaved quick runs:
-// 1.14-1.18 (mean 1.161, median 1.16, 7 of 15 at most 1.15; one more at 1.23 on a busy host)
-// against 1.15-1.19 (mean 1.174, median 1.17, 2 of 16), at the same CPU; 256 KiB and 2
-// requests 1.15-1.24 (mean 1.178, 6 runs).
+// 1.14-1.18 and once 1.23 on a busy host (15 runs: mean 1.161, median 1.16, 7 at most 1.15)
+// against 1.15-1.19 (16 runs: mean 1.174, median 1.17, 2 at most 1.15), at the same CPU;
+// 256 KiB and 2 requests 1.15-1.24 (6 runs, mean 1.178).
 const chunkSize = 256 << 10
 
 // Add registers a release with its signed piece hashes and adds it to the swarm. Data already
