@@ -23,14 +23,13 @@ const (
 	mirrorIP   = "10.99.0.2"
 )
 
-// CongestionControl is the TCP congestion control of every node: the default of the
-// workstations' systems (Windows, macOS, Linux). A new namespace takes the host's current one
-// otherwise, which is a kernel build choice (BBR on the lab's machine) and changes with any
-// sysctl run on the host: the committed report of 2026-11-27 was measured with CUBIC, which an
-// experiment had set on the host a minute before (the host's sysctl file was last written then),
-// the runs before it with BBR. At N=16 the two gave the same
-// figures (six interleaved runs each, 1.16-1.22 and 1.16-1.19 × T_min), but a report must not
-// depend on what the host was left with.
+// CongestionControl is the TCP congestion control of every node: the default of the workstations'
+// systems (Windows, macOS, Linux). A new namespace takes the host's current one otherwise, which
+// is a kernel build choice (BBR on the lab's machine) and changes with any sysctl run on the
+// host: the committed report of 2026-11-27 was measured with CUBIC, which an experiment had set
+// on the host a minute before (the host's sysctl file was last written then), the runs before it
+// with BBR. At N=16 the two gave the same figures (six interleaved runs each, 1.16-1.22 and
+// 1.16-1.19 × T_min), but a report must not depend on what the host was left with.
 const CongestionControl = "cubic"
 
 // congestionControlFile is where a namespace's congestion control is read and set.
