@@ -19,7 +19,7 @@ type stagedCase struct {
 	files   map[string]string
 	skip    int    // piece left unstaged; -1: none
 	corrupt int    // piece staged with a flipped byte (linked: flipped in the swarm copy); -1: none
-	wrong   int    // a piece whose signed digest the stager is given wrong; -1: none
+	wrong   int    // a piece whose signed digest the stager is given wrong (copied only); -1: none
 	grow    bool   // the first staged file is a byte longer than signed (linked: the swarm copy too)
 	noSwarm bool   // remove the swarm copy before the install
 	wantLog string // in keepStaged's log: why no copy was kept
@@ -47,6 +47,11 @@ func TestStagedInstall(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, copied := range []bool{false, true} {
+			if !copied && tt.wrong >= 0 {
+				// A linked copy is the swarm's file: it is compared with the bytes the swarm
+				// verified against these digests, not hashed again.
+				continue
+			}
 			name := tt.name + ", linked"
 			if copied {
 				name = tt.name + ", copied"
