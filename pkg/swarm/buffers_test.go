@@ -35,7 +35,7 @@ func openPieceStore(t *testing.T, r *testRelease) *pieceStore {
 	t.Cleanup(func() { ps.vs.Close() })
 	ps.vs.register(&entry{
 		infoHash: r.infoHash(), dir: ps.dir, pieces: r.layout.PiecesSHA256,
-		pieceFailed: func(i int) { ps.mu.Lock(); ps.failed = append(ps.failed, i); ps.mu.Unlock() },
+		pieceFailed: func(i int, _ []byte) { ps.mu.Lock(); ps.failed = append(ps.failed, i); ps.mu.Unlock() },
 		pieceVerified: func(i int, data []byte) {
 			ps.mu.Lock()
 			ps.verified[i] = bytes.Clone(data)

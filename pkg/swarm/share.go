@@ -78,7 +78,7 @@ func (t *Torrent) WritePiece(ctx context.Context, i int, data []byte) error {
 		return nil
 	}
 	if verify.Sum(data) != t.pieces[i] {
-		t.pieceFailed(i)
+		t.pieceFailed(i, nil)
 		return &PieceError{Piece: i, Files: t.m.FilesOfPiece(i)}
 	}
 	// Peers' chunks of the piece would land in the same place as these bytes: stop asking

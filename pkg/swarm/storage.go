@@ -232,7 +232,7 @@ func (p *verifiedPiece) SelfHash() (metainfo.Hash, error) {
 func (p *verifiedPiece) check(data []byte, store bool) (metainfo.Hash, error) {
 	if verify.Sum(data) != p.e.pieces[p.index] {
 		if !p.e.checking.Load() {
-			p.e.pieceFailed(p.index)
+			p.e.pieceFailed(p.index, data)
 		}
 		return metainfo.Hash{}, nil
 	}

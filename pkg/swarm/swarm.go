@@ -342,7 +342,7 @@ func (c *Client) onUsefulData(ev torrent.ReceivedUsefulDataEvent) {
 	}
 	t.fromPeers.Add(n)
 	if addr, ok := peerAddr(ev.Peer); ok {
-		t.blame.record(int(ev.Message.Index), int64(ev.Message.Begin), addr, ev.Message.Piece)
+		t.blame.record(int(ev.Message.Index), int64(ev.Message.Begin), addr, len(ev.Message.Piece))
 	}
 }
 

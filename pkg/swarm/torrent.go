@@ -35,10 +35,12 @@ type Spec struct {
 
 // entry is what the verifying storage knows of a registered torrent.
 type entry struct {
-	infoHash    metainfo.Hash
-	dir         string
-	pieces      []verify.Digest
-	pieceFailed func(int)
+	infoHash metainfo.Hash
+	dir      string
+	pieces   []verify.Digest
+	// pieceFailed gets the index and the bytes of a piece that failed its check, while the
+	// storage still holds them (nil bytes: they did not come from peers).
+	pieceFailed func(int, []byte)
 	// pieceVerified gets the bytes of a piece that passed, while the storage still holds them.
 	pieceVerified func(int, []byte)
 	// writeFailed is told when a verified piece cannot be written to disk.
@@ -222,7 +224,12 @@ func (t *Torrent) sweepLoop(ctx context.Context) {
 	}
 }
 
-func (t *Torrent) pieceFailed(i int) {
+// pieceFailed records that piece i failed its check, and has blame hash its blocks from data,
+// the failed bytes (nil: they did not come from peers).
+func (t *Torrent) pieceFailed(i int, data []byte) {
+	if data != nil {
+		t.blame.failed(i, data)
+	}
 	t.badPieces.Add(1)
 	pe := &PieceError{Piece: i, Files: t.m.FilesOfPiece(i)}
 	t.mu.Lock()

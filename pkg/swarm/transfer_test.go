@@ -562,7 +562,7 @@ func TestUnregisteredStorage(t *testing.T) {
 		t.Errorf("OpenTorrent of an unregistered torrent: %v, want ErrNotRegistered", err)
 	}
 	// Registered with the wrong number of signed hashes: refused too.
-	c.storage.register(&entry{infoHash: r.infoHash(), dir: t.TempDir(), pieces: nil, pieceFailed: func(int) {}})
+	c.storage.register(&entry{infoHash: r.infoHash(), dir: t.TempDir(), pieces: nil, pieceFailed: func(int, []byte) {}})
 	_, err = c.storage.OpenTorrent(context.Background(), &info, r.infoHash())
 	if !errors.Is(err, ErrMetadataMismatch) {
 		t.Errorf("OpenTorrent with wrong piece count: %v, want ErrMetadataMismatch", err)
