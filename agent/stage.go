@@ -220,9 +220,8 @@ func (s *stager) piece(i int, data []byte) {
 
 // check reads every copied piece back, as it is staged, and compares its SHA-256 with the signed
 // one (linked pieces were compared as they were staged); then every file's size with the signed
-// length. It returns nil if all match, the first
-// mismatch (matching verify.ErrMismatch) or read error otherwise, or an error if staging stops
-// first.
+// length. It returns nil if all match, the first mismatch (matching verify.ErrMismatch) or read
+// error otherwise, or an error if staging stops first.
 func (s *stager) check(files []*os.File) error {
 	var buf []byte
 	if !s.linked {
