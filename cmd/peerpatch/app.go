@@ -205,7 +205,7 @@ func publishCommand() *cli.Command {
 			&cli.IntFlag{Name: "rollout", Value: 100, Usage: "roll the release out to this `PERCENT` (0 to 100) of the channel's agents"},
 			&cli.StringSliceFlag{Name: "ring", Usage: "also roll it out to the agents of `ring` (agent --ring), whatever the percent (repeatable)"},
 			&cli.BoolFlag{Name: "urgent", Usage: "let agents install it outside their maintenance windows"},
-			&cli.StringFlag{Name: "piece-size", Usage: "torrent piece `size`, a power of two from 16KiB to 16MiB (default: from the release's size, 256KiB to 4MiB, at most 256 pieces)"},
+			&cli.StringFlag{Name: "piece-size", Usage: "torrent piece `size`, a power of two from 16KiB to 16MiB (default: from the release's size, 256KiB to 4MiB, at most 512 pieces)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 		},
 		Action: func(c *cli.Context) error {

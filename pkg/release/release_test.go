@@ -293,10 +293,11 @@ func TestPieceLength(t *testing.T) {
 	}{
 		{name: "zero", total: 0, want: 256 * KiB},
 		{name: "one byte", total: 1, want: 256 * KiB},
-		{name: "256 pieces of 256 KiB", total: 64 * MiB, want: 256 * KiB},
-		{name: "one byte more", total: 64*MiB + 1, want: 512 * KiB},
-		{name: "256 MiB", total: 256 * MiB, want: 1 * MiB},
-		{name: "1 GiB", total: GiB, want: 4 * MiB},
+		{name: "512 pieces of 256 KiB", total: 128 * MiB, want: 256 * KiB},
+		{name: "one byte more", total: 128*MiB + 1, want: 512 * KiB},
+		{name: "256 MiB", total: 256 * MiB, want: 512 * KiB},
+		{name: "1 GiB", total: GiB, want: 2 * MiB},
+		{name: "2 GiB", total: 2 * GiB, want: 4 * MiB},
 		{name: "capped", total: 100 * GiB, want: 4 * MiB},
 	}
 	for _, tt := range tests {
