@@ -265,9 +265,9 @@ func ParseManifest(b []byte) (*Manifest, error) {
 // size sets how long each hop takes and how far the fleet trails the origin; every piece also
 // costs each agent a fixed amount of work (a hash, a have message to every peer, a request
 // round, a completion record). In the fleet lab, 256 KiB pieces of a 256 MiB release were 8 to
-// 15% slower than 1 MiB ones, at 10% more CPU. Once an agent stopped hashing each staged piece
-// and each block a second time, 512 KiB pieces beat 1 MiB: at N=16, interleaved quick runs gave
-// 1.12-1.16 × T_min (8 runs, median 1.14) against 1.14-1.16 and once 1.27 (12 runs, median
+// 15% slower than 1 MiB ones, at 10% more CPU. Once agents stopped hashing each staged piece
+// a second time and each block for blame, 512 KiB pieces beat 1 MiB: at N=16, quick runs gave
+// 1.12-1.16 × T_min (8 runs, median 1.14) against 1.14-1.16 and once 1.27 (13 runs, median
 // 1.16), at the same CPU. Much fewer pieces leave too little to trade: 4 MiB pieces of a
 // 256 MiB release were slower again, and cost the origin 1.09 copies.
 func PieceLength(total int64) int64 {
